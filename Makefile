@@ -1,0 +1,61 @@
+# libcontainerd: build, test and benchmark against a private containerd.
+# `make test` is all a fresh Debian machine needs (as root).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+
+GO ?= go
+GOTEST ?= $(GO) test
+TESTFLAGS ?=
+BENCHFLAGS ?=
+STATICCHECK_VERSION ?= v0.8.2
+
+MODULE := github.com/lcdkit/libcontainerd
+INTEGRATION_PKGS := $(MODULE)/integration
+# Unit packages: everything that needs no containerd.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/integration$$')
+
+DEBIAN_PACKAGES := containerd runc busybox-static criu
+# One binary per package: present means installed.
+DEPS_BINARIES := containerd containerd-shim-runc-v2 runc busybox criu
+
+.PHONY: all deps build test test-unit test-integration bench lint clean
+
+all: build
+
+# Idempotent: apt runs only when a binary is missing.
+deps:
+	@missing=""; for b in $(DEPS_BINARIES); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: missing$$missing: installing $(DEBIAN_PACKAGES)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES); \
+	fi
+	$(GO) mod download
+
+build:
+	$(GO) build ./...
+
+test: deps test-unit test-integration
+
+test-unit:
+	$(GOTEST) -race -count=1 $(TESTFLAGS) $(UNIT_PKGS)
+
+# -json through testjson: fails when the integration suite ran no test or
+# skipped one, and prints the usual go test output.
+test-integration:
+	$(GO) build -o bin/testjson ./internal/cmd/testjson
+	$(GOTEST) -race -count=1 -json -timeout 20m $(TESTFLAGS) $(INTEGRATION_PKGS) \
+		| bin/testjson $(addprefix -require ,$(INTEGRATION_PKGS))
+
+bench: deps
+	$(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+clean:
+	rm -rf bin
+	$(GO) clean -testcache

@@ -1,0 +1,275 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/defaults"
+	"github.com/containerd/containerd/pkg/dialer"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+const (
+	// readyTimeout bounds how long a (re)started daemon may take to serve.
+	readyTimeout = 15 * time.Second
+	// stopTimeout bounds the graceful stop before SIGKILL.
+	stopTimeout = 10 * time.Second
+	// dirPrefix names the temp dirs, so a later run can sweep the ones a
+	// killed run left behind.
+	dirPrefix = "lcdtest-"
+)
+
+// disabledPlugins are the plugins that cannot work on these hosts: CRI (not
+// used, slow, and `[plugins.cri] disable` is ignored by 1.6) and snapshotters
+// whose init fails or skips here. Readiness requires every other plugin to
+// initialise without error.
+var disabledPlugins = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.snapshotter.v1.aufs",
+	"io.containerd.snapshotter.v1.btrfs",
+	"io.containerd.snapshotter.v1.devmapper",
+	"io.containerd.snapshotter.v1.zfs",
+}
+
+// Daemon is a private containerd process on its own temp directories.
+type Daemon struct {
+	// Dir holds everything: config, root, state, socket, log, runc root.
+	Dir string
+	// Address is the daemon's gRPC socket.
+	Address string
+	// LogPath is the daemon's log file (appended across restarts).
+	LogPath string
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the current process has been reaped
+}
+
+// StartDaemon creates the temp dirs and starts containerd, returning once it
+// serves with every plugin initialised.
+func StartDaemon() (*Daemon, error) {
+	sweepStale()
+	dir, err := os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		Dir:     dir,
+		Address: filepath.Join(dir, "containerd.sock"),
+		LogPath: filepath.Join(dir, "containerd.log"),
+	}
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(d.configPath(), []byte(d.config()), 0o644); err != nil {
+		return nil, err
+	}
+	if err := d.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) configPath() string { return filepath.Join(d.Dir, "config.toml") }
+
+// RuncRoot is the runc state dir every test container must use: runc's
+// default root is host-global.
+func (d *Daemon) RuncRoot() string { return filepath.Join(d.Dir, "runc") }
+
+func (d *Daemon) config() string {
+	quoted := make([]string, len(disabledPlugins))
+	for i, p := range disabledPlugins {
+		quoted[i] = strconv.Quote(p)
+	}
+	return fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = [%s]
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[debug]
+  level = "debug"
+`, filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "state"), strings.Join(quoted, ", "),
+		d.Address, d.Address+".ttrpc")
+}
+
+// Start starts containerd on the daemon's dirs (again, after Kill) and waits
+// until it serves.
+func (d *Daemon) Start() error {
+	logFile, err := os.OpenFile(d.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("containerd", "--config", d.configPath())
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Pdeathsig fires when the thread that forked the child dies, so the
+	// fork happens on a goroutine that keeps its OS thread until the daemon
+	// is reaped: the daemon dies with the test binary, even on kill -9.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	started := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		// Never unlocked: the thread ends with this goroutine, after Wait.
+		defer close(exited)
+		defer logFile.Close()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	d.cmd, d.exited = cmd, exited
+	if err := d.waitReady(); err != nil {
+		d.Kill()
+		return err
+	}
+	return nil
+}
+
+// PID is the running daemon's process id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// waitReady polls until the daemon answers IsServing and reports no plugin
+// with an init error, within readyTimeout.
+func (d *Daemon) waitReady() error {
+	deadline := time.Now().Add(readyTimeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			return fmt.Errorf("containerd exited during startup (log: %s)", d.LogPath)
+		default:
+		}
+		if lastErr = d.probe(); lastErr == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond) // polling an external process: nothing to await
+	}
+	return fmt.Errorf("containerd not ready after %s: %w", readyTimeout, lastErr)
+}
+
+func (d *Daemon) probe() error {
+	if _, err := os.Stat(d.Address); err != nil {
+		return err
+	}
+	cli, err := containerd.New(d.Address, containerd.WithTimeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if ok, err := cli.IsServing(ctx); err != nil || !ok {
+		return fmt.Errorf("not serving: %v", err)
+	}
+	resp, err := cli.IntrospectionService().Plugins(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, p := range resp.Plugins {
+		if p.InitErr != nil {
+			return fmt.Errorf("plugin %s.%s failed to init: %s", p.Type, p.ID, p.InitErr.Message)
+		}
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to the daemon (not its shims, which survive as they
+// would in a crash) and waits until it is reaped.
+func (d *Daemon) Kill() {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+}
+
+// Restart kills the daemon and starts it again on the same dirs.
+func (d *Daemon) Restart() error {
+	d.Kill()
+	return d.Start()
+}
+
+// Stop stops the daemon (SIGTERM, then SIGKILL after a bound) and removes its
+// dirs. Call Cleanup first to get rid of tasks and shims.
+func (d *Daemon) Stop() {
+	if d.cmd != nil {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(stopTimeout):
+			d.Kill()
+		}
+	}
+	_ = os.RemoveAll(d.Dir)
+}
+
+// DialOptions are containerd.New's own defaults with a fast reconnect
+// backoff (the client's default waits up to 3 s between attempts, which makes
+// a restarted daemon look down for longer than it is), plus extra.
+func DialOptions(extra ...grpc.DialOption) []grpc.DialOption {
+	bc := backoff.DefaultConfig
+	bc.BaseDelay = 50 * time.Millisecond
+	bc.MaxDelay = 500 * time.Millisecond
+	opts := []grpc.DialOption{
+		grpc.WithBlock(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.FailOnNonTempDialError(true),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: time.Second}),
+		grpc.WithContextDialer(dialer.ContextDialer),
+		grpc.WithReturnConnectionError(),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(defaults.DefaultMaxRecvMsgSize),
+			grpc.MaxCallSendMsgSize(defaults.DefaultMaxSendMsgSize)),
+	}
+	return append(opts, extra...)
+}
+
+// Client dials the daemon with DialOptions(extra...).
+func (d *Daemon) Client(extra ...grpc.DialOption) (*containerd.Client, error) {
+	return containerd.New(d.Address,
+		containerd.WithTimeout(5*time.Second),
+		containerd.WithDialOpts(DialOptions(extra...)),
+		containerd.WithDefaultRuntime("io.containerd.runc.v2"))
+}
+
+// sweepStale removes temp dirs of earlier runs whose owner is gone (a test
+// binary killed with -9 cannot clean up after itself).
+func sweepStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(dir)
+		}
+	}
+}
