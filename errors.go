@@ -2,6 +2,7 @@ package libcontainerd
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/lcdkit/libcontainerd/internal/errclass"
 )
@@ -9,6 +10,16 @@ import (
 // wrapError classifies an error from the containerd client at the library's
 // boundary (see internal/errclass for the mapping). nil stays nil.
 func wrapError(err error) error { return errclass.Classify(err) }
+
+// wrapErrorf classifies err with msg prefixed, the way moby words it. The
+// gRPC status is converted first, so the message reads as the containerd
+// client's would.
+func wrapErrorf(err error, msg string) error {
+	if err == nil {
+		return nil
+	}
+	return errclass.Classify(fmt.Errorf("%s: %w", msg, errclass.FromGRPC(err)))
+}
 
 // messageError replaces an error's text while keeping it as the cause, so a
 // caller matching containerd's class (errors.Is(err, ErrAlreadyExists)) still

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestSmokeRawClient(t *testing.T) {
 	defer ctr.Delete(ctx)
 
 	var stdout bytes.Buffer
-	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &stdout, &stdout)))
+	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &stdout, io.Discard)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"strings"
 
+	cdgrpc "github.com/containerd/containerd/errdefs"
 	cerrdefs "github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -164,6 +165,7 @@ func Classify(err error) error {
 	if err == nil || alreadyClassified(err) {
 		return err
 	}
+	err = FromGRPC(err)
 	if isNotFound(err) {
 		return NotFound(err)
 	}
@@ -203,6 +205,23 @@ func Classify(err error) error {
 	}
 	return Unknown(err)
 }
+
+// FromGRPC gives a raw gRPC status error (from the raw TaskService and
+// ContainerService calls, or the event stream) the message and errdefs class
+// the containerd client would have given it, so callers matching text see
+// what moby's callers see; the status itself stays reachable (status.Code,
+// errors.Is). Any other error is returned unchanged.
+func FromGRPC(err error) error {
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); !ok {
+		return err
+	}
+	return &rpcError{converted: cdgrpc.FromGRPC(err), original: err}
+}
+
+type rpcError struct{ converted, original error }
+
+func (e *rpcError) Error() string   { return e.converted.Error() }
+func (e *rpcError) Unwrap() []error { return []error{e.converted, e.original} }
 
 // notFoundMessages are the substrings moby maps to NotFound, because the
 // runtime reports some missing objects only in text.
@@ -248,3 +267,16 @@ func fromCode(c codes.Code) func(error) error {
 	}
 	return nil
 }
+
+// IsNotFound reports whether err, once classified, is NotFound.
+func IsNotFound(err error) bool { return err != nil && cerrdefs.IsNotFound(Classify(err)) }
+
+// IsConflict reports whether err, once classified, is a Conflict.
+func IsConflict(err error) bool { return err != nil && cerrdefs.IsConflict(Classify(err)) }
+
+// IsAlreadyExists reports whether err says the object already exists (a
+// narrower question than IsConflict: a failed precondition is no duplicate).
+func IsAlreadyExists(err error) bool { return err != nil && cerrdefs.IsAlreadyExists(FromGRPC(err)) }
+
+// IsUnavailable reports whether err, once classified, is Unavailable.
+func IsUnavailable(err error) bool { return err != nil && cerrdefs.IsUnavailable(Classify(err)) }

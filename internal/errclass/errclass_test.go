@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -155,7 +156,15 @@ func TestClassify(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Classify(tc.err)
 			assertClass(t, err, tc.want)
-			if err.Error() != tc.err.Error() {
+			if st, ok := status.FromError(tc.err); ok && st.Code() != codes.OK {
+				// gRPC errors read as the containerd client shows them.
+				if !strings.Contains(err.Error(), st.Message()) || strings.Contains(err.Error(), "rpc error") {
+					t.Errorf("gRPC message not converted: %q -> %q", tc.err, err)
+				}
+				if status.Code(err) != st.Code() {
+					t.Errorf("status code lost: %v", status.Code(err))
+				}
+			} else if err.Error() != tc.err.Error() {
 				t.Errorf("message changed: %q -> %q", tc.err, err)
 			}
 			if !errors.Is(err, tc.err) {

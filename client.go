@@ -1,0 +1,241 @@
+package libcontainerd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/containerd/containerd"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/identifiers"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/lcdkit/libcontainerd/internal/errclass"
+	"github.com/lcdkit/libcontainerd/types"
+
+	// Metrics arrive as typeurl Anys of these types; importing them
+	// registers the types so Stats can decode them.
+	_ "github.com/containerd/cgroups/v3/cgroup1/stats"
+	_ "github.com/containerd/cgroups/v3/cgroup2/stats"
+)
+
+// Client is the libcontainerd client for one containerd namespace. NewClient
+// returns it as a types.Client; the concrete type adds Close.
+type Client struct {
+	client   *containerd.Client
+	stateDir string
+	ns       string
+	backend  types.Backend
+	logger   *log.Entry
+
+	closeOnce sync.Once
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// NewClient returns a client for namespace ns that keeps bundle directories
+// under stateDir and reports events to b. It returns at once, even if
+// containerd is not serving yet.
+func NewClient(ctx context.Context, cli *containerd.Client, stateDir, ns string, b types.Backend, opts ...Option) (types.Client, error) {
+	if cli == nil {
+		return nil, invalidParameter("nil containerd client")
+	}
+	if err := identifiers.Validate(ns); err != nil {
+		return nil, errclass.InvalidParameter(fmt.Errorf("namespace %q: %w", ns, err))
+	}
+	if stateDir == "" {
+		return nil, invalidParameter("empty state directory")
+	}
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, errclass.InvalidParameter(err)
+	}
+	c := &Client{
+		client:   cli,
+		stateDir: abs,
+		ns:       ns,
+		backend:  b,
+		logger:   log.G(ctx).WithField("module", "libcontainerd").WithField("namespace", ns),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// Close releases what the client holds. It does not close the containerd
+// client, which belongs to the caller.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {})
+	return nil
+}
+
+// withNamespace puts the client's namespace on ctx (the containerd client's
+// default namespace, if any, is not ours to rely on).
+func (c *Client) withNamespace(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, c.ns)
+}
+
+// Version returns containerd's version.
+func (c *Client) Version(ctx context.Context) (containerd.Version, error) {
+	v, err := c.client.Version(c.withNamespace(ctx))
+	return v, wrapError(err)
+}
+
+// bundleDir is where a container's bundle (and its FIFOs) lives.
+func (c *Client) bundleDir(id string) string { return filepath.Join(c.stateDir, id) }
+
+// NewContainer creates a containerd container with its bundle directory. The
+// caller's opts run first, then the spec, the runtime and the bundle.
+func (c *Client) NewContainer(ctx context.Context, id string, spec *specs.Spec, shim string, runtimeOptions interface{}, opts ...containerd.NewContainerOpts) (types.Container, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	if spec == nil {
+		return nil, invalidParameter("nil container spec")
+	}
+	if shim == "" {
+		shim = c.client.Runtime()
+	}
+	ctx = c.withNamespace(ctx)
+	bundle := c.bundleDir(id)
+	if len(opts) > 0 {
+		// Caller options may create content or snapshots, which need a
+		// lease as the containerd client would give them; ours need none,
+		// so the common case stays a single RPC.
+		leased, done, err := c.client.WithLease(ctx)
+		if err != nil {
+			return nil, wrapError(err)
+		}
+		defer func() {
+			if err := done(context.WithoutCancel(ctx)); err != nil {
+				c.logger.WithError(err).WithField("container", id).Warn("failed to release lease")
+			}
+		}()
+		ctx = leased
+	}
+
+	record := containers.Container{ID: id, Runtime: containers.RuntimeInfo{Name: shim}}
+	var created string // a bundle dir this call created, removed on failure
+	allOpts := append(append([]containerd.NewContainerOpts(nil), opts...),
+		containerd.WithSpec(spec),
+		containerd.WithRuntime(shim, runtimeOptions),
+		withBundle(bundle, spec, &created))
+	for _, o := range allOpts {
+		if err := o(ctx, c.client, &record); err != nil {
+			c.removeCreatedBundle(created)
+			return nil, wrapError(err)
+		}
+	}
+	record, err := c.client.ContainerService().Create(ctx, record)
+	if err != nil {
+		c.removeCreatedBundle(created)
+		if errclass.IsAlreadyExists(err) {
+			return nil, errIDInUse(err)
+		}
+		return nil, wrapError(err)
+	}
+	ctr, err := c.newContainer(record)
+	if err != nil {
+		return nil, err
+	}
+	ctr.setTask(taskNone)
+	return ctr, nil
+}
+
+func (c *Client) removeCreatedBundle(dir string) {
+	if dir == "" {
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		c.logger.WithError(err).WithField("bundle", dir).Warn("failed to remove bundle dir of a failed create")
+	}
+}
+
+// LoadContainer loads an existing container. Its runc options are recovered
+// from the stored runtime options, so a loaded container behaves like one
+// this client created (moby loses them across a daemon restart).
+func (c *Client) LoadContainer(ctx context.Context, id string) (types.Container, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	record, err := c.client.ContainerService().Get(c.withNamespace(ctx), id)
+	if err != nil {
+		if errclass.IsNotFound(err) {
+			return nil, errNoSuchContainer(err)
+		}
+		return nil, wrapError(err)
+	}
+	return c.newContainer(record)
+}
+
+// newContainer builds the handle from a stored record: the decoded spec and
+// runc options are cached so no later call needs a refresh RPC.
+func (c *Client) newContainer(record containers.Container) (*container, error) {
+	ctr := &container{client: c, id: record.ID, record: record, bundle: record.Labels[DockerContainerBundlePath]}
+	if record.Spec != nil {
+		var spec specs.Spec
+		if err := json.Unmarshal(record.Spec.GetValue(), &spec); err != nil {
+			return nil, errclass.System(fmt.Errorf("decode spec of container %s: %w", record.ID, err))
+		}
+		ctr.spec = &spec
+	}
+	if record.Runtime.Options != nil {
+		v, err := typeurl.UnmarshalAny(record.Runtime.Options)
+		if err != nil {
+			c.logger.WithError(err).WithField("container", record.ID).Warn("cannot decode runtime options")
+		} else if opts, ok := v.(*runcoptions.Options); ok {
+			ctr.runcOptions = opts
+		}
+	}
+	return ctr, nil
+}
+
+// validateID applies containerd's identifier rules before anything touches
+// the filesystem: they also rule out path-like IDs ("a/b", "..").
+func validateID(id string) error {
+	if err := identifiers.Validate(id); err != nil {
+		return errclass.InvalidParameter(err)
+	}
+	return nil
+}
+
+// ReplaceContainer creates a container, first removing a stale one with the
+// same ID (its task force-deleted) if there is one. NotFound at any cleanup
+// step means someone else already cleaned up, which is fine.
+func ReplaceContainer(ctx context.Context, client types.Client, id string, spec *specs.Spec, shim string, runtimeOptions interface{}, opts ...containerd.NewContainerOpts) (types.Container, error) {
+	create := func() (types.Container, error) {
+		return client.NewContainer(ctx, id, spec, shim, runtimeOptions, opts...)
+	}
+	ctr, err := create()
+	if err == nil || !errclass.IsConflict(err) {
+		return ctr, err
+	}
+	log.G(ctx).WithField("container", id).Debug("a container with the same ID exists: removing the stale one")
+	stale, err := client.LoadContainer(ctx, id)
+	if err != nil {
+		if errclass.IsNotFound(err) {
+			return create()
+		}
+		return nil, fmt.Errorf("load stale container %s: %w", id, err)
+	}
+	if tsk, err := stale.Task(ctx); err == nil {
+		if err := tsk.ForceDelete(ctx); err != nil && !errclass.IsNotFound(err) {
+			return nil, fmt.Errorf("delete task of stale container %s: %w", id, err)
+		}
+	} else if !errclass.IsNotFound(err) {
+		return nil, fmt.Errorf("load task of stale container %s: %w", id, err)
+	}
+	if err := stale.Delete(ctx); err != nil && !errclass.IsNotFound(err) {
+		return nil, fmt.Errorf("delete stale container %s: %w", id, err)
+	}
+	return create()
+}

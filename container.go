@@ -1,0 +1,206 @@
+package libcontainerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/protobuf"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lcdkit/libcontainerd/internal/errclass"
+	libtypes "github.com/lcdkit/libcontainerd/types"
+)
+
+// What the container handle knows about its task, so Delete can skip the
+// "is there a task?" RPC when it knows the answer.
+const (
+	taskUnknown int32 = iota // loaded container: ask containerd
+	taskNone                 // created here, or its task deleted through us
+	taskExists
+)
+
+// container is a containerd container. Its record, spec and runc options are
+// cached when the handle is made, so NewTask and Exec need no refresh RPC.
+type container struct {
+	client      *Client
+	id          string
+	record      containers.Container
+	spec        *specs.Spec
+	bundle      string
+	runcOptions *runcoptions.Options // nil unless the runtime is runc
+	task        atomic.Int32
+}
+
+func (c *container) setTask(state int32) { c.task.Store(state) }
+
+// NewTask creates the container's task (it does not start it); Pid is valid
+// on return. stdio goes through FIFOs in the bundle directory.
+func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin bool, attachStdio libtypes.StdioCallback) (_ libtypes.Task, retErr error) {
+	if c.spec == nil || c.spec.Process == nil {
+		return nil, invalidParameter("container spec has no process")
+	}
+	if attachStdio == nil {
+		return nil, invalidParameter("nil stdio callback")
+	}
+	if checkpointDir != "" {
+		return nil, errclass.NotImplemented(errors.New("restoring a task from a checkpoint is not supported yet"))
+	}
+	ctx = c.client.withNamespace(ctx)
+	fifos := newFIFOSet(c.bundle, c.id, withStdin, c.spec.Process.Terminal)
+	if err := c.client.clearStaleFIFOs(ctx, fifos, c.id, ""); err != nil {
+		return nil, err
+	}
+	request := &tasks.CreateTaskRequest{ContainerID: c.id}
+	if err := c.addRootfs(ctx, request); err != nil {
+		return nil, err
+	}
+	if c.runcOptions != nil {
+		// Cloned: the cached options are shared by every task of this
+		// container and must not carry one task's IO owner into another.
+		opts := proto.Clone(c.runcOptions).(*runcoptions.Options)
+		opts.IoUid, opts.IoGid = specUser(c.spec)
+		anyOpts, err := typeurl.MarshalAny(opts)
+		if err != nil {
+			return nil, errclass.System(err)
+		}
+		request.Options = protobuf.FromAny(anyOpts)
+	}
+
+	stdin := &stdinSync{}
+	rio, err := c.client.newIO(fifos, stdin, attachStdio)
+	if err != nil {
+		return nil, wrapErrorf(err, "failed to create task for container")
+	}
+	cfg := rio.Config()
+	request.Stdin, request.Stdout, request.Stderr, request.Terminal = cfg.Stdin, cfg.Stdout, cfg.Stderr, cfg.Terminal
+	resp, err := c.client.client.TaskService().Create(ctx, request)
+	if err != nil {
+		stdin.drop()
+		closeIO(rio)
+		return nil, wrapErrorf(err, "failed to create task for container")
+	}
+	c.setTask(taskExists)
+	t := c.newTask(resp.Pid, rio)
+	// The shim opened the init's stdin at create, so a close the caller
+	// asked for while we were creating can happen now.
+	if err := stdin.publish(t.closeStdin); err != nil {
+		c.client.logger.WithError(err).WithField("container", c.id).Warn("failed to close stdin")
+	}
+	return t, nil
+}
+
+// addRootfs adds the snapshot mounts of a container that has a snapshot
+// (moby's containerd-image-store path); a plain rootfs path needs none.
+func (c *container) addRootfs(ctx context.Context, request *tasks.CreateTaskRequest) error {
+	if c.record.SnapshotKey == "" {
+		return nil
+	}
+	if c.record.Snapshotter == "" {
+		return invalidParameter("container has a snapshot key but no snapshotter")
+	}
+	mounts, err := c.client.client.SnapshotService(c.record.Snapshotter).Mounts(ctx, c.record.SnapshotKey)
+	if err != nil {
+		return wrapErrorf(err, "get rootfs mounts")
+	}
+	for _, m := range mounts {
+		request.Rootfs = append(request.Rootfs, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	return nil
+}
+
+// Task returns the container's task without attaching to its IO.
+func (c *container) Task(ctx context.Context) (libtypes.Task, error) {
+	p, err := c.client.getProcess(c.client.withNamespace(ctx), c.id, "")
+	if err != nil {
+		return nil, err
+	}
+	c.setTask(taskExists)
+	return c.newTask(p.Pid, nil), nil
+}
+
+// AttachTask returns the container's task with its existing FIFOs reopened
+// through attachStdio. Its stdin gets the same close wrapper as NewTask's
+// (moby's lacks it, so closing a reattached stdin never reached the shim).
+func (c *container) AttachTask(ctx context.Context, attachStdio libtypes.StdioCallback) (libtypes.Task, error) {
+	if attachStdio == nil {
+		return nil, invalidParameter("nil stdio callback")
+	}
+	ctx = c.client.withNamespace(ctx)
+	p, err := c.client.getProcess(ctx, c.id, "")
+	if err != nil {
+		return nil, err
+	}
+	c.setTask(taskExists)
+	fifos := fifoSetFromPaths(p.Stdin, p.Stdout, p.Stderr, p.Terminal)
+	stdin := &stdinSync{}
+	rio, err := c.client.newIO(fifos, stdin, attachStdio)
+	if err != nil {
+		return nil, wrapErrorf(err, "error attaching to containerd task for container")
+	}
+	t := c.newTask(p.Pid, rio)
+	_ = stdin.publish(t.closeStdin) // nothing can have asked to close yet
+	return t, nil
+}
+
+// Delete removes the container, then its bundle directory unless
+// LIBCONTAINERD_NOCLEAN=1. Only a directory inside the client's state dir is
+// ever removed: the label is data, and data can point anywhere.
+func (c *container) Delete(ctx context.Context) error {
+	ctx = c.client.withNamespace(ctx)
+	if c.task.Load() != taskNone {
+		// containerd does not refuse to delete a container whose task
+		// still runs; the containerd client checks, and so do we.
+		if _, err := c.client.getProcess(ctx, c.id, ""); err == nil {
+			return errclass.Conflict(fmt.Errorf("cannot delete container %s: it has a task: %w", c.id, cerrdefs.ErrFailedPrecondition))
+		} else if !errclass.IsNotFound(err) {
+			return err
+		}
+	}
+	if err := c.client.client.ContainerService().Delete(ctx, c.id); err != nil {
+		return wrapError(err)
+	}
+	c.setTask(taskNone)
+	if os.Getenv("LIBCONTAINERD_NOCLEAN") == "1" || c.bundle == "" {
+		return nil
+	}
+	logger := c.client.logger.WithFields(log.Fields{"container": c.id, "bundle": c.bundle})
+	if !within(c.client.stateDir, c.bundle) {
+		logger.Warn("bundle dir is outside the state dir: left in place")
+		return nil
+	}
+	if err := os.RemoveAll(c.bundle); err != nil {
+		logger.WithError(err).Error("failed to remove bundle dir")
+	}
+	return nil
+}
+
+// within reports whether path is strictly inside dir.
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(dir, filepath.Clean(path))
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
+}
+
+// closeIO releases an IO that no process will use: Cancel unblocks a FIFO
+// open still waiting for the shim (which would hold an OS thread,
+// containerd #13952), Close closes and removes the FIFOs.
+func closeIO(rio cio.IO) {
+	if rio == nil {
+		return
+	}
+	rio.Cancel()
+	_ = rio.Close()
+}

@@ -1,0 +1,110 @@
+package libcontainerd
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/protobuf"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lcdkit/libcontainerd/internal/errclass"
+)
+
+// process is one process of a task: an exec, or (with an empty execID) the
+// init process, which task builds on. Each call is one raw task-service RPC:
+// the handle already knows the IDs the containerd client would look up.
+type process struct {
+	ctr    *container
+	execID string // "" for the init process
+	pid    uint32
+	io     cio.IO // nil when the caller did not attach
+	ioOnce sync.Once
+}
+
+// Pid returns the host process id.
+func (p *process) Pid() uint32 { return p.pid }
+
+func (p *process) name() string { return processName(p.ctr.id, p.execID) }
+
+func (p *process) tasks() tasks.TasksClient { return p.ctr.client.client.TaskService() }
+
+func (p *process) ctx(ctx context.Context) context.Context { return p.ctr.client.withNamespace(ctx) }
+
+// Kill sends signal to the process.
+func (p *process) Kill(ctx context.Context, signal syscall.Signal) error {
+	_, err := p.tasks().Kill(p.ctx(ctx), &tasks.KillRequest{ContainerID: p.ctr.id, ExecID: p.execID, Signal: uint32(signal)})
+	return wrapError(err)
+}
+
+// Resize changes the size of the process's terminal.
+func (p *process) Resize(ctx context.Context, width, height uint32) error {
+	_, err := p.tasks().ResizePty(p.ctx(ctx), &tasks.ResizePtyRequest{ContainerID: p.ctr.id, ExecID: p.execID, Width: width, Height: height})
+	return wrapError(err)
+}
+
+// closeStdin asks the shim to close the process's stdin.
+func (p *process) closeStdin() error { return p.ctr.client.closeStdin(p.ctr.id, p.execID) }
+
+// Delete removes the process and returns its exit status; its FIFOs go with
+// it. A running process is not deleted (Conflict).
+func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
+	ctx = p.ctx(ctx)
+	var (
+		code     uint32
+		exitedAt *timestamppb.Timestamp
+		err      error
+	)
+	if p.execID == "" {
+		var r *tasks.DeleteResponse
+		if r, err = p.tasks().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: p.ctr.id}); err == nil {
+			code, exitedAt = r.ExitStatus, r.ExitedAt
+		}
+	} else {
+		var r *tasks.DeleteResponse
+		if r, err = p.tasks().DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: p.ctr.id, ExecID: p.execID}); err == nil {
+			code, exitedAt = r.ExitStatus, r.ExitedAt
+		}
+	}
+	if err != nil {
+		err = wrapError(err)
+		if !errclass.IsNotFound(err) {
+			return nil, err
+		}
+		// Gone already (deleted behind our back): still release the IO.
+	}
+	if p.execID == "" {
+		p.ctr.setTask(taskNone)
+	}
+	p.releaseIO()
+	if err != nil {
+		return nil, err
+	}
+	return containerd.NewExitStatus(code, timeOf(exitedAt), nil), nil
+}
+
+// releaseIO waits for the caller's copiers to drain what the shim flushed
+// before it closed its ends, then closes and removes the FIFOs.
+func (p *process) releaseIO() {
+	if p.io == nil {
+		return
+	}
+	p.ioOnce.Do(func() {
+		p.io.Cancel()
+		p.io.Wait()
+		_ = p.io.Close()
+	})
+}
+
+// timeOf converts a protobuf timestamp; nil is the zero time, not 1970
+// (protobuf.FromTimestamp's answer).
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return protobuf.FromTimestamp(ts)
+}

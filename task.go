@@ -1,0 +1,218 @@
+package libcontainerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/protobuf"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/lcdkit/libcontainerd/internal/errclass"
+	libtypes "github.com/lcdkit/libcontainerd/types"
+)
+
+// execCleanupTimeout bounds deleting an exec whose start failed; it runs on
+// a fresh context because the caller's may be what failed.
+const execCleanupTimeout = 45 * time.Second
+
+// task is a container's task: its init process plus the task-wide calls.
+type task struct {
+	*process
+}
+
+func (c *container) newTask(pid uint32, rio cio.IO) *task {
+	return &task{&process{ctr: c, pid: pid, io: rio}}
+}
+
+// Start starts the created task. On failure the caller cleans up with
+// ForceDelete, as moby's daemon does.
+func (t *task) Start(ctx context.Context) error {
+	_, err := t.tasks().Start(t.ctx(ctx), &tasks.StartRequest{ContainerID: t.ctr.id})
+	return wrapError(err)
+}
+
+// Pause freezes the task.
+func (t *task) Pause(ctx context.Context) error {
+	_, err := t.tasks().Pause(t.ctx(ctx), &tasks.PauseTaskRequest{ContainerID: t.ctr.id})
+	return wrapError(err)
+}
+
+// Resume thaws the task.
+func (t *task) Resume(ctx context.Context) error {
+	_, err := t.tasks().Resume(t.ctx(ctx), &tasks.ResumeTaskRequest{ContainerID: t.ctr.id})
+	return wrapError(err)
+}
+
+// Status returns the task's state, with exit status and time once stopped.
+func (t *task) Status(ctx context.Context) (containerd.Status, error) {
+	p, err := t.ctr.client.getProcess(t.ctx(ctx), t.ctr.id, "")
+	if err != nil {
+		return containerd.Status{}, err
+	}
+	return containerd.Status{
+		Status:     containerd.ProcessStatus(strings.ToLower(p.Status.String())),
+		ExitStatus: p.ExitStatus,
+		ExitTime:   timeOf(p.ExitedAt),
+	}, nil
+}
+
+// ForceDelete kills every process of the task and deletes it; it works on
+// created, running and stopped tasks.
+func (t *task) ForceDelete(ctx context.Context) error {
+	ctx = t.ctx(ctx)
+	_, err := t.tasks().Kill(ctx, &tasks.KillRequest{ContainerID: t.ctr.id, Signal: uint32(syscall.SIGKILL), All: true})
+	if err != nil && !errclass.IsNotFound(err) {
+		// A stopped task answers "process already finished: not found";
+		// anything else means the kill did not happen.
+		return wrapErrorf(err, "kill task "+t.ctr.id)
+	}
+	if _, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id}); err != nil && !errclass.IsNotFound(err) {
+		return wrapErrorf(err, "wait for task "+t.ctr.id)
+	}
+	_, err = t.Delete(ctx)
+	return err
+}
+
+// Pids lists the task's processes.
+func (t *task) Pids(ctx context.Context) ([]containerd.ProcessInfo, error) {
+	r, err := t.tasks().ListPids(t.ctx(ctx), &tasks.ListPidsRequest{ContainerID: t.ctr.id})
+	if err != nil {
+		return nil, wrapError(err)
+	}
+	infos := make([]containerd.ProcessInfo, 0, len(r.Processes))
+	for _, p := range r.Processes {
+		infos = append(infos, containerd.ProcessInfo{Pid: p.Pid, Info: p.Info})
+	}
+	return infos, nil
+}
+
+// Summary describes the task's processes: on Linux an empty Summary each.
+func (t *task) Summary(ctx context.Context) ([]libtypes.Summary, error) {
+	pids, err := t.Pids(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return make([]libtypes.Summary, len(pids)), nil
+}
+
+// Stats returns the task's cgroup metrics, decoded to the cgroup v1 or v2
+// stats type.
+func (t *task) Stats(ctx context.Context) (*libtypes.Stats, error) {
+	r, err := t.tasks().Metrics(t.ctx(ctx), &tasks.MetricsRequest{Filters: []string{"id==" + t.ctr.id}})
+	if err != nil {
+		return nil, wrapError(err)
+	}
+	if len(r.Metrics) == 0 || r.Metrics[0].Data == nil {
+		return nil, errclass.NotFound(fmt.Errorf("no metrics for task %s", t.ctr.id))
+	}
+	m := r.Metrics[0]
+	v, err := typeurl.UnmarshalAny(m.Data)
+	if err != nil {
+		return nil, errclass.System(fmt.Errorf("decode metrics of task %s: %w", t.ctr.id, err))
+	}
+	return libtypes.InterfaceToStats(timeOf(m.Timestamp), v), nil
+}
+
+// UpdateResources changes the task's resource limits.
+func (t *task) UpdateResources(ctx context.Context, resources *libtypes.Resources) error {
+	if resources == nil {
+		return invalidParameter("nil resources")
+	}
+	anyRes, err := typeurl.MarshalAny(resources)
+	if err != nil {
+		return errclass.InvalidParameter(err)
+	}
+	_, err = t.tasks().Update(t.ctx(ctx), &tasks.UpdateTaskRequest{ContainerID: t.ctr.id, Resources: protobuf.FromAny(anyRes)})
+	return wrapError(err)
+}
+
+// CreateCheckpoint is not supported yet.
+func (t *task) CreateCheckpoint(ctx context.Context, checkpointDir string, exit bool) error {
+	return errclass.NotImplemented(errors.New("checkpoint is not supported yet"))
+}
+
+// Exec creates and starts a process in the task. If the start fails the
+// process is deleted again (on a fresh bounded context) and its FIFOs
+// removed; the runtime's message is kept, because daemons map "no such file
+// or directory" and "permission denied" to exit codes 127 and 126.
+func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, withStdin bool, attachStdio libtypes.StdioCallback) (libtypes.Process, error) {
+	if err := validateID(processID); err != nil {
+		return nil, err
+	}
+	if spec == nil {
+		return nil, invalidParameter("nil process spec")
+	}
+	if attachStdio == nil {
+		return nil, invalidParameter("nil stdio callback")
+	}
+	if processID == t.ctr.id {
+		// The exec's FIFOs would be the init process's.
+		return nil, errIDInUse(nil)
+	}
+	ctx = t.ctx(ctx)
+	anySpec, err := typeurl.MarshalAny(spec)
+	if err != nil {
+		return nil, errclass.InvalidParameter(err)
+	}
+	fifos := newFIFOSet(t.ctr.bundle, processID, withStdin, spec.Terminal)
+	if err := t.ctr.client.clearStaleFIFOs(ctx, fifos, t.ctr.id, processID); err != nil {
+		return nil, err
+	}
+	stdin := &stdinSync{}
+	rio, err := t.ctr.client.newIO(fifos, stdin, attachStdio)
+	if err != nil {
+		return nil, wrapError(err)
+	}
+	cfg := rio.Config()
+	_, err = t.tasks().Exec(ctx, &tasks.ExecProcessRequest{
+		ContainerID: t.ctr.id, ExecID: processID,
+		Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, Terminal: cfg.Terminal,
+		Spec: protobuf.FromAny(anySpec),
+	})
+	if err != nil {
+		stdin.drop()
+		closeIO(rio)
+		if errclass.IsAlreadyExists(err) {
+			return nil, errIDInUse(err)
+		}
+		return nil, wrapError(err)
+	}
+	r, err := t.tasks().Start(ctx, &tasks.StartRequest{ContainerID: t.ctr.id, ExecID: processID})
+	if err != nil {
+		stdin.drop()
+		cleanupCtx, cancel := context.WithTimeout(t.ctx(context.Background()), execCleanupTimeout)
+		defer cancel()
+		if _, derr := t.tasks().DeleteProcess(cleanupCtx, &tasks.DeleteProcessRequest{ContainerID: t.ctr.id, ExecID: processID}); derr != nil && !errclass.IsNotFound(derr) {
+			t.ctr.client.logger.WithError(derr).WithField("container", t.ctr.id).WithField("exec", processID).Warn("failed to delete exec whose start failed")
+		}
+		closeIO(rio)
+		return nil, wrapError(err)
+	}
+	p := &process{ctr: t.ctr, execID: processID, pid: r.Pid, io: rio}
+	// The shim opens an exec's stdin only at start: a close asked for
+	// before now would have been a silent no-op (moby #37870).
+	if err := stdin.publish(p.closeStdin); err != nil {
+		t.ctr.client.logger.WithError(err).WithField("container", t.ctr.id).WithField("exec", processID).Warn("failed to close exec stdin")
+	}
+	return p, nil
+}
+
+type taskProcess = tasktypes.Process
+
+// getProcess returns containerd's view of a task (execID "") or exec.
+func (c *Client) getProcess(ctx context.Context, containerID, execID string) (*taskProcess, error) {
+	r, err := c.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: containerID, ExecID: execID})
+	if err != nil {
+		return nil, wrapError(err)
+	}
+	return r.Process, nil
+}
