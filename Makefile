@@ -19,7 +19,7 @@ DEBIAN_PACKAGES := containerd runc busybox-static criu
 # One binary per package: present means installed.
 DEPS_BINARIES := containerd containerd-shim-runc-v2 runc busybox criu
 
-.PHONY: all deps build test test-unit test-integration bench lint clean
+.PHONY: all deps build test test-unit test-integration bench soak lint clean
 
 all: build
 
@@ -50,6 +50,10 @@ test-integration:
 
 bench: deps
 	$(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
+
+# The leak test at full length: 500 create/start/exec/exit/delete lifecycles.
+soak: deps
+	LCD_LEAK_CYCLES=500 $(GOTEST) -count=1 -timeout 60m -run TestLifecycleLeaks -v $(TESTFLAGS) ./integration/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -130,9 +130,9 @@ func (c *Client) NewContainer(ctx context.Context, id string, spec *specs.Spec, 
 		containerd.WithRuntime(shim, runtimeOptions),
 		withBundle(bundle, spec, &created))
 	for _, o := range allOpts {
-		if err := o(ctx, c.client, &record); err != nil {
+		if err := applyContainerOpt(ctx, c.client, &record, o); err != nil {
 			c.removeCreatedBundle(created)
-			return nil, wrapError(err)
+			return nil, err
 		}
 	}
 	record, err := c.client.ContainerService().Create(ctx, record)
@@ -149,6 +149,18 @@ func (c *Client) NewContainer(ctx context.Context, id string, spec *specs.Spec, 
 	}
 	ctr.setTask(taskNone)
 	return ctr, nil
+}
+
+// applyContainerOpt runs one option. typeurl panics on runtime options it
+// cannot marshal (a non-pointer value, say): caller input must not crash
+// the daemon, so that becomes InvalidParameter.
+func applyContainerOpt(ctx context.Context, cli *containerd.Client, record *containers.Container, o containerd.NewContainerOpts) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errclass.InvalidParameter(fmt.Errorf("container option: %v", r))
+		}
+	}()
+	return wrapError(o(ctx, cli, record))
 }
 
 func (c *Client) removeCreatedBundle(dir string) {
