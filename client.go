@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -18,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/lcdkit/libcontainerd/internal/errclass"
+	"github.com/lcdkit/libcontainerd/queue"
 	"github.com/lcdkit/libcontainerd/types"
 
 	// Metrics arrive as typeurl Anys of these types; importing them
@@ -34,6 +36,11 @@ type Client struct {
 	ns       string
 	backend  types.Backend
 	logger   *log.Entry
+
+	queue   queue.Queue // per-container serial delivery to backend
+	tracker *tracker
+	stream  *eventStream
+	cancel  context.CancelFunc
 
 	closeOnce sync.Once
 }
@@ -68,14 +75,35 @@ func NewClient(ctx context.Context, cli *containerd.Client, stateDir, ns string,
 	for _, o := range opts {
 		o(c)
 	}
+	c.tracker = newTracker()
+	c.stream = &eventStream{c: c, sentinel: newSentinelTopic(), done: make(chan struct{})}
+	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	go c.stream.run(streamCtx)
+	// The stream ends with ctx, as in moby, or with Close.
+	context.AfterFunc(ctx, cancel)
 	return c, nil
 }
 
-// Close releases what the client holds. It does not close the containerd
-// client, which belongs to the caller.
+// closeDrainTimeout bounds how long Close waits for queued events to reach
+// the backend.
+const closeDrainTimeout = 30 * time.Second
+
+// Close stops the event stream, waits for its goroutine, and lets the events
+// already queued reach the backend (bounded). It does not close the
+// containerd client, which belongs to the caller.
 func (c *Client) Close() error {
-	c.closeOnce.Do(func() {})
-	return nil
+	var err error
+	c.closeOnce.Do(func() {
+		c.cancel()
+		<-c.stream.done
+		ctx, cancel := context.WithTimeout(context.Background(), closeDrainTimeout)
+		defer cancel()
+		if werr := c.queue.Wait(ctx); werr != nil {
+			err = errclass.Unavailable(fmt.Errorf("event handlers still running after %s: %w", closeDrainTimeout, werr))
+		}
+	})
+	return err
 }
 
 // withNamespace puts the client's namespace on ctx (the containerd client's

@@ -29,6 +29,13 @@ type process struct {
 // Pid returns the host process id.
 func (p *process) Pid() uint32 { return p.pid }
 
+func (p *process) key() procKey {
+	if p.execID == "" {
+		return procKey{p.ctr.id, p.ctr.id}
+	}
+	return procKey{p.ctr.id, p.execID}
+}
+
 func (p *process) name() string { return processName(p.ctr.id, p.execID) }
 
 func (p *process) tasks() tasks.TasksClient { return p.ctr.client.client.TaskService() }
@@ -80,6 +87,7 @@ func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 	if p.execID == "" {
 		p.ctr.setTask(taskNone)
 	}
+	p.ctr.client.tracker.deleted(p.key(), p.pid, time.Now())
 	p.releaseIO()
 	if err != nil {
 		return nil, err

@@ -36,8 +36,12 @@ func (c *container) newTask(pid uint32, rio cio.IO) *task {
 // Start starts the created task. On failure the caller cleans up with
 // ForceDelete, as moby's daemon does.
 func (t *task) Start(ctx context.Context) error {
-	_, err := t.tasks().Start(t.ctx(ctx), &tasks.StartRequest{ContainerID: t.ctr.id})
-	return wrapError(err)
+	r, err := t.tasks().Start(t.ctx(ctx), &tasks.StartRequest{ContainerID: t.ctr.id})
+	if err != nil {
+		return wrapError(err)
+	}
+	t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, t.ctr.id}, r.Pid)
+	return nil
 }
 
 // Pause freezes the task.
@@ -57,6 +61,11 @@ func (t *task) Status(ctx context.Context) (containerd.Status, error) {
 	p, err := t.ctr.client.getProcess(t.ctx(ctx), t.ctr.id, "")
 	if err != nil {
 		return containerd.Status{}, err
+	}
+	if p.Status == tasktypes.Status_RUNNING || p.Status == tasktypes.Status_PAUSED {
+		// How a restarted daemon re-adopts its tasks: LoadContainer →
+		// Task → Status. From now on their exits are ours to deliver.
+		t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, t.ctr.id}, p.Pid)
 	}
 	return containerd.Status{
 		Status:     containerd.ProcessStatus(strings.ToLower(p.Status.String())),
@@ -197,6 +206,7 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 		closeIO(rio)
 		return nil, wrapError(err)
 	}
+	t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, processID}, r.Pid)
 	p := &process{ctr: t.ctr, execID: processID, pid: r.Pid, io: rio}
 	// The shim opens an exec's stdin only at start: a close asked for
 	// before now would have been a silent no-op (moby #37870).
