@@ -360,3 +360,45 @@ func waitFor(cond func() bool) bool {
 	}
 	return cond()
 }
+
+// forContainer returns the events recorded for one container, in order.
+func (b *recordingBackend) forContainer(id string) []event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []event
+	for _, e := range b.events {
+		if e.Info.ContainerID == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// exits counts the exits recorded per (container, process).
+func (b *recordingBackend) exits() map[[2]string][]types.EventInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[[2]string][]types.EventInfo{}
+	for _, e := range b.events {
+		if e.Type == types.EventExit {
+			k := [2]string{e.Info.ContainerID, e.Info.ProcessID}
+			out[k] = append(out[k], e.Info)
+		}
+	}
+	return out
+}
+
+// waitUntil waits (bounded) until cond holds over the recorded events,
+// woken by each new event.
+func (b *recordingBackend) waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for !cond() {
+		select {
+		case <-b.notify:
+		case <-deadline.C:
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+	}
+}

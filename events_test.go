@@ -1,0 +1,205 @@
+package libcontainerd
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	apievents "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/events"
+	"github.com/containerd/containerd/protobuf"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lcdkit/libcontainerd/types"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func envelope(t testing.TB, v interface{}) *events.Envelope {
+	t.Helper()
+	a, err := typeurl.MarshalAny(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &events.Envelope{Namespace: "ns", Topic: "/tasks/x", Event: protobuf.FromAny(a)}
+}
+
+func TestTranslate(t *testing.T) {
+	exitedAt := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	cases := []struct {
+		name string
+		in   interface{}
+		et   types.EventType
+		ei   types.EventInfo
+	}{
+		{"create", &apievents.TaskCreate{ContainerID: "c", Pid: 7}, types.EventCreate, types.EventInfo{ContainerID: "c", ProcessID: "c", Pid: 7}},
+		{"start", &apievents.TaskStart{ContainerID: "c", Pid: 7}, types.EventStart, types.EventInfo{ContainerID: "c", ProcessID: "c", Pid: 7}},
+		{"exit init", &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 7, ExitStatus: 3, ExitedAt: timestamppb.New(exitedAt)}, types.EventExit,
+			types.EventInfo{ContainerID: "c", ProcessID: "c", Pid: 7, ExitCode: 3, ExitedAt: exitedAt}},
+		{"exit exec", &apievents.TaskExit{ContainerID: "c", ID: "e", Pid: 8, ExitStatus: 1}, types.EventExit,
+			types.EventInfo{ContainerID: "c", ProcessID: "e", Pid: 8, ExitCode: 1}},
+		{"oom", &apievents.TaskOOM{ContainerID: "c"}, types.EventOOM, types.EventInfo{ContainerID: "c"}},
+		{"exec added", &apievents.TaskExecAdded{ContainerID: "c", ExecID: "e"}, types.EventExecAdded, types.EventInfo{ContainerID: "c", ProcessID: "e"}},
+		{"exec started", &apievents.TaskExecStarted{ContainerID: "c", ExecID: "e", Pid: 9}, types.EventExecStarted, types.EventInfo{ContainerID: "c", ProcessID: "e", Pid: 9}},
+		{"paused", &apievents.TaskPaused{ContainerID: "c"}, types.EventPaused, types.EventInfo{ContainerID: "c"}},
+		{"resumed", &apievents.TaskResumed{ContainerID: "c"}, types.EventResumed, types.EventInfo{ContainerID: "c"}},
+		{"delete", &apievents.TaskDelete{ContainerID: "c"}, "", types.EventInfo{}},
+		{"other", &apievents.ContainerCreate{ID: "c"}, "", types.EventInfo{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			et, ei, _, err := translate(envelope(t, tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if et != tc.et || ei != tc.ei {
+				t.Fatalf("got %q %+v, want %q %+v", et, ei, tc.et, tc.ei)
+			}
+		})
+	}
+}
+
+// A nil protobuf timestamp is "unknown": the zero time, not 1970.
+func TestTranslateNilTimestampIsZeroTime(t *testing.T) {
+	_, ei, _, err := translate(envelope(t, &apievents.TaskExit{ContainerID: "c", ID: "c"}))
+	if err != nil || !ei.ExitedAt.IsZero() {
+		t.Fatalf("ExitedAt = %v, %v", ei.ExitedAt, err)
+	}
+}
+
+func TestTranslateMalformed(t *testing.T) {
+	for name, ev := range map[string]*events.Envelope{
+		"nil envelope": nil,
+		"nil event":    {Topic: "/tasks/exit"},
+		"unknown type": {Topic: "/tasks/exit", Event: &anypb.Any{TypeUrl: "nope/Nope", Value: []byte{1}}},
+		"bad bytes":    {Topic: "/tasks/exit", Event: &anypb.Any{TypeUrl: "containerd.events.TaskExit", Value: []byte{0xff, 0xff}}},
+	} {
+		if _, _, _, err := translate(ev); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func FuzzTranslate(f *testing.F) {
+	for _, v := range []interface{}{&apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 1}, &apievents.TaskOOM{ContainerID: "c"}} {
+		a, _ := typeurl.MarshalAny(v)
+		f.Add(a.GetTypeUrl(), a.GetValue())
+	}
+	f.Fuzz(func(t *testing.T, typeURL string, value []byte) {
+		_, _, _, _ = translate(&events.Envelope{Event: &anypb.Any{TypeUrl: typeURL, Value: value}})
+	})
+}
+
+func TestTrackerExactlyOnce(t *testing.T) {
+	tr := newTracker()
+	k := procKey{"c", "c"}
+	tr.seenRunning(k, 10)
+	if !tr.firstExit(k, 10) {
+		t.Fatal("first exit dropped")
+	}
+	if tr.firstExit(k, 10) {
+		t.Fatal("duplicate exit delivered")
+	}
+	if len(tr.runningSnapshot()) != 0 {
+		t.Fatal("exited process still tracked as running")
+	}
+	// A new task of the same container has a new pid: its exit counts.
+	tr.seenRunning(k, 11)
+	if !tr.firstExit(k, 11) {
+		t.Fatal("exit of a new pid dropped")
+	}
+	// After delete, a late re-send of the same exit is still dropped...
+	now := time.Now()
+	tr.deleted(k, 11, now)
+	if tr.firstExit(k, 11) {
+		t.Fatal("late re-send after delete delivered")
+	}
+	// ...and a started event for it does not bring it back.
+	tr.seenRunning(k, 11)
+	if len(tr.runningSnapshot()) != 0 {
+		t.Fatal("deleted process tracked again")
+	}
+	// Tombstones expire, so memory stays bounded.
+	tr.deleted(procKey{"d", "d"}, 1, now.Add(2*tombstoneTTL))
+	if len(tr.tombs) != 1 || len(tr.exited) != 0 {
+		t.Fatalf("tombs %d exited %d", len(tr.tombs), len(tr.exited))
+	}
+}
+
+// blockingBackend blocks container "slow" until released, panics for
+// "panic", errors for "err", and records everything else.
+type blockingBackend struct {
+	release chan struct{}
+	mu      sync.Mutex
+	got     []string
+	gotC    chan string
+}
+
+func (b *blockingBackend) ProcessEvent(id string, et types.EventType, ei types.EventInfo) error {
+	switch id {
+	case "slow":
+		<-b.release
+	case "panic":
+		panic("backend panic")
+	case "err":
+		return errors.New("backend error")
+	}
+	b.gotC <- id + ":" + string(et)
+	return nil
+}
+
+func testClient(b types.Backend) *Client {
+	return &Client{backend: b, tracker: newTracker(), logger: log.L.WithField("test", true)}
+}
+
+// A backend that blocks, panics or errors holds up only its own container.
+func TestDeliveryIsolation(t *testing.T) {
+	b := &blockingBackend{release: make(chan struct{}), gotC: make(chan string, 16)}
+	c := testClient(b)
+	c.emit(types.EventStart, types.EventInfo{ContainerID: "slow"})
+	c.emit(types.EventStart, types.EventInfo{ContainerID: "panic"})
+	c.emit(types.EventStart, types.EventInfo{ContainerID: "err"})
+	c.emit(types.EventStart, types.EventInfo{ContainerID: "panic"})
+	c.emit(types.EventStart, types.EventInfo{ContainerID: "ok"})
+	c.emit(types.EventExit, types.EventInfo{ContainerID: "ok", ProcessID: "ok", Pid: 1})
+	c.emit(types.EventExit, types.EventInfo{ContainerID: "ok", ProcessID: "ok", Pid: 1})
+	for _, want := range []string{"ok:start", "ok:exit"} {
+		select {
+		case got := <-b.gotC:
+			if got != want {
+				t.Fatalf("got %s, want %s", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s not delivered while another container blocks", want)
+		}
+	}
+	close(b.release)
+	select {
+	case got := <-b.gotC:
+		if got != "slow:start" {
+			t.Fatalf("got %s", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked container's event lost")
+	}
+	ctx, cancel := contextWithTimeout(5 * time.Second)
+	defer cancel()
+	if err := c.queue.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-b.gotC:
+		t.Fatalf("duplicate exit delivered: %s", got)
+	default:
+	}
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

@@ -1,0 +1,134 @@
+package integration
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/containerd/containerd/oci"
+
+	"github.com/lcdkit/libcontainerd/types"
+)
+
+func eventTypes(evs []event) []types.EventType {
+	out := make([]types.EventType, len(evs))
+	for i, e := range evs {
+		out[i] = e.Type
+	}
+	return out
+}
+
+// runEventSequence drives one container through every event type.
+func runEventSequence(t *testing.T, f *fixture, id string) {
+	ctr := f.newContainer(id, "sh", "-c", "read x; exit 7")
+	io := newStdio()
+	task, err := ctr.NewTask(f.ctx, "", true, io.attach)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if err := task.Start(f.ctx); err != nil {
+		t.Error(err)
+		return
+	}
+	p, err := task.Exec(f.ctx, "e", execSpec("sh", "-c", "exit 5"), false, newStdio().attach)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	f.backend.waitUntil(t, waitTimeout, id+" exec exit", func() bool { return len(f.backend.exits()[[2]string{id, "e"}]) == 1 })
+	if _, err := p.Delete(f.ctx); err != nil {
+		t.Error(err)
+	}
+	if err := task.Pause(f.ctx); err != nil {
+		t.Error(err)
+	}
+	if err := task.Resume(f.ctx); err != nil {
+		t.Error(err)
+	}
+	io.stdin.Close()
+	f.backend.waitUntil(t, waitTimeout, id+" init exit", func() bool { return len(f.backend.exits()[[2]string{id, id}]) == 1 })
+	if _, err := task.Delete(f.ctx); err != nil {
+		t.Error(err)
+	}
+	if err := ctr.Delete(f.ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// Every event type reaches the backend with the right fields, in order per
+// container, while several containers run at once.
+func TestEventsDeliveredInOrder(t *testing.T) {
+	f := newFixture(t)
+	const n = 6
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			runEventSequence(t, f, id)
+		}(fmt.Sprintf("ev%d", i))
+	}
+	wg.Wait()
+	want := []types.EventType{types.EventCreate, types.EventStart, types.EventExecAdded, types.EventExecStarted,
+		types.EventExit, types.EventPaused, types.EventResumed, types.EventExit}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("ev%d", i)
+		evs := f.backend.forContainer(id)
+		got := eventTypes(evs)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: events %v, want %v", id, got, want)
+			continue
+		}
+		if evs[0].Info.Pid == 0 || evs[0].Info.ProcessID != id || evs[1].Info.Pid != evs[0].Info.Pid {
+			t.Errorf("%s: create/start info %+v %+v", id, evs[0].Info, evs[1].Info)
+		}
+		if evs[2].Info.ProcessID != "e" || evs[3].Info.ProcessID != "e" || evs[3].Info.Pid == 0 {
+			t.Errorf("%s: exec info %+v %+v", id, evs[2].Info, evs[3].Info)
+		}
+		if e := evs[4].Info; e.ProcessID != "e" || e.ExitCode != 5 || e.Pid != evs[3].Info.Pid || e.ExitedAt.IsZero() {
+			t.Errorf("%s: exec exit %+v", id, e)
+		}
+		if e := evs[7].Info; e.ProcessID != id || e.ExitCode != 7 || e.Pid != evs[0].Info.Pid || e.ExitedAt.IsZero() {
+			t.Errorf("%s: init exit %+v", id, e)
+		}
+	}
+}
+
+// A memory-limited container that allocates gets EventOOM before its exit.
+func TestEventOOMBeforeExit(t *testing.T) {
+	f := newFixture(t)
+	opts := append(env.SpecOpts("sh", "-c", "x=a; while true; do x=$x$x; done"), oci.WithMemoryLimit(8<<20))
+	spec := f.specWith("oom", opts...)
+	ctr, err := f.client.NewContainer(f.ctx, "oom", spec, "io.containerd.runc.v2", env.RuncOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ctr.NewTask(f.ctx, "", false, newStdio().attach)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Start(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.backend.waitUntil(t, waitTimeout, "oom exit", func() bool { return len(f.backend.exits()[[2]string{"oom", "oom"}]) == 1 })
+	got := eventTypes(f.backend.forContainer("oom"))
+	oom, exit := -1, -1
+	for i, et := range got {
+		if et == types.EventOOM && oom < 0 {
+			oom = i
+		}
+		if et == types.EventExit {
+			exit = i
+		}
+	}
+	if oom < 0 || oom > exit {
+		t.Fatalf("events %v: want an oom before the exit", got)
+	}
+	if _, err := task.Delete(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctr.Delete(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+}
