@@ -19,7 +19,7 @@ DEBIAN_PACKAGES := containerd runc busybox-static criu
 # One binary per package: present means installed.
 DEPS_BINARIES := containerd containerd-shim-runc-v2 runc busybox criu
 
-.PHONY: all deps build test test-unit test-integration bench soak lint clean
+.PHONY: all deps build demo test test-unit test-integration bench soak lint clean
 
 all: build
 
@@ -35,6 +35,12 @@ deps:
 
 build:
 	$(GO) build ./...
+	$(GO) build -o bin/lcd ./cmd/lcd
+
+# The main job: a private containerd, busybox containers, every event, a
+# containerd SIGKILL with no exit lost; everything removed afterwards.
+demo: deps build
+	bin/lcd tour
 
 test: deps test-unit test-integration
 

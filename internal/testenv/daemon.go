@@ -14,11 +14,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/defaults"
-	"github.com/containerd/containerd/pkg/dialer"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/lcdkit/libcontainerd/internal/dial"
 )
 
 const (
@@ -226,32 +224,11 @@ func (d *Daemon) Stop() {
 	_ = os.RemoveAll(d.Dir)
 }
 
-// DialOptions are containerd.New's own defaults with a fast reconnect
-// backoff (the client's default waits up to 3 s between attempts, which makes
-// a restarted daemon look down for longer than it is), plus extra.
-func DialOptions(extra ...grpc.DialOption) []grpc.DialOption {
-	bc := backoff.DefaultConfig
-	bc.BaseDelay = 50 * time.Millisecond
-	bc.MaxDelay = 500 * time.Millisecond
-	opts := []grpc.DialOption{
-		grpc.WithBlock(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.FailOnNonTempDialError(true),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: time.Second}),
-		grpc.WithContextDialer(dialer.ContextDialer),
-		grpc.WithReturnConnectionError(),
-		grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(defaults.DefaultMaxRecvMsgSize),
-			grpc.MaxCallSendMsgSize(defaults.DefaultMaxSendMsgSize)),
-	}
-	return append(opts, extra...)
-}
-
-// Client dials the daemon with DialOptions(extra...).
+// Client dials the daemon with dial.Options(extra...).
 func (d *Daemon) Client(extra ...grpc.DialOption) (*containerd.Client, error) {
 	return containerd.New(d.Address,
 		containerd.WithTimeout(5*time.Second),
-		containerd.WithDialOpts(DialOptions(extra...)),
+		containerd.WithDialOpts(dial.Options(extra...)),
 		containerd.WithDefaultRuntime("io.containerd.runc.v2"))
 }
 

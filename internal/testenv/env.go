@@ -20,6 +20,8 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
 	"go.uber.org/goleak"
+
+	"github.com/lcdkit/libcontainerd/internal/rootfs"
 )
 
 // Env is what an integration test binary shares: one daemon, one rootfs.
@@ -45,8 +47,8 @@ func Requirements() []string {
 			missing = append(missing, bin+" (run `make deps`)")
 		}
 	}
-	if _, err := os.Stat(BusyboxPath); err != nil {
-		missing = append(missing, BusyboxPath+" from busybox-static (run `make deps`)")
+	if _, err := os.Stat(rootfs.BusyboxPath); err != nil {
+		missing = append(missing, rootfs.BusyboxPath+" from busybox-static (run `make deps`)")
 	}
 	return missing
 }
@@ -96,7 +98,7 @@ func New() (*Env, error) {
 		return nil, err
 	}
 	env := &Env{Daemon: d, Rootfs: filepath.Join(d.Dir, "rootfs")}
-	if err := BuildRootfs(env.Rootfs); err != nil {
+	if err := rootfs.Build(env.Rootfs); err != nil {
 		d.Kill()
 		d.Stop()
 		return nil, fmt.Errorf("build rootfs: %w", err)

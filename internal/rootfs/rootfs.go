@@ -1,4 +1,6 @@
-package testenv
+// Package rootfs builds a busybox-static root filesystem: what the tests
+// and the demo run containers in, without pulling an image.
+package rootfs
 
 import (
 	"fmt"
@@ -18,10 +20,10 @@ const (
 	etcGroup  = "root:x:0:\nnogroup:x:65534:\nuser:x:1000:\n"
 )
 
-// BuildRootfs builds a busybox-static root filesystem in dir: the binary,
+// Build builds a busybox-static root filesystem in dir: the binary,
 // one relative symlink per applet (absolute links would point at the host's
 // path), and the few dirs and /etc files a container expects.
-func BuildRootfs(dir string) error {
+func Build(dir string) error {
 	for _, sub := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root", "run"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return err

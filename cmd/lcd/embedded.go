@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/containerd"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+
+	"github.com/lcdkit/libcontainerd/internal/dial"
+	"github.com/lcdkit/libcontainerd/internal/rootfs"
+	"github.com/lcdkit/libcontainerd/supervisor"
+)
+
+// snapshotters that cannot initialise on a plain host; the demo uses no
+// snapshots at all.
+var unusedPlugins = []string{
+	"io.containerd.snapshotter.v1.aufs",
+	"io.containerd.snapshotter.v1.btrfs",
+	"io.containerd.snapshotter.v1.devmapper",
+	"io.containerd.snapshotter.v1.zfs",
+}
+
+// host is where lcd runs containers: a containerd (its own, or one given by
+// --address), a busybox rootfs and a state dir for bundles.
+type host struct {
+	dir      string // everything lcd made; removed by close when ownDir
+	ownDir   bool
+	daemon   supervisor.Daemon // nil with --address
+	stop     context.CancelFunc
+	cli      *containerd.Client
+	rootfs   string
+	runcRoot string // "" means runc's default
+}
+
+// openHost starts a private containerd under dir (a new temp dir when
+// empty), or connects to address when it is set.
+func openHost(ctx context.Context, dir, address string) (h *host, err error) {
+	h = &host{dir: dir}
+	if h.dir == "" {
+		// Short, because the socket path must fit in 104 bytes.
+		if h.dir, err = os.MkdirTemp("", "lcd-"); err != nil {
+			return nil, err
+		}
+		h.ownDir = true
+	} else if err := os.MkdirAll(h.dir, 0o711); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			h.close()
+		}
+	}()
+	if address == "" {
+		logFile, err := os.OpenFile(filepath.Join(h.dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		supCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		h.stop = stop
+		h.daemon, err = supervisor.Start(supCtx, filepath.Join(h.dir, "root"), filepath.Join(h.dir, "state"),
+			supervisor.WithCRIDisabled(),
+			supervisor.WithDisabledPlugins(unusedPlugins...),
+			supervisor.WithLogWriter(logFile),
+			supervisor.WithHealthCheck(250*time.Millisecond, time.Second, 3),
+			supervisor.WithRestartBackoff(50*time.Millisecond, time.Second))
+		if err != nil {
+			logFile.Close()
+			return nil, fmt.Errorf("start containerd: %w", err)
+		}
+		address = h.daemon.Address()
+		h.runcRoot = filepath.Join(h.dir, "runc")
+	}
+	h.cli, err = containerd.New(address,
+		containerd.WithTimeout(5*time.Second),
+		containerd.WithDialOpts(dial.Options()),
+		containerd.WithDefaultRuntime("io.containerd.runc.v2"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", address, err)
+	}
+	return h, nil
+}
+
+// buildRootfs builds the busybox rootfs inside the host's dir.
+func (h *host) buildRootfs() error {
+	h.rootfs = filepath.Join(h.dir, "rootfs")
+	return rootfs.Build(h.rootfs)
+}
+
+func (h *host) bundles() string { return filepath.Join(h.dir, "bundles") }
+
+// runcOptions keeps runc's state under the host's dir for a private daemon.
+func (h *host) runcOptions() *runcoptions.Options {
+	return &runcoptions.Options{Root: h.runcRoot}
+}
+
+// daemonPID is the private containerd's pid (0 with --address).
+func (h *host) daemonPID() int {
+	if h.daemon == nil {
+		return 0
+	}
+	return supervisor.PID(h.daemon)
+}
+
+// close disconnects, stops a private containerd and removes what lcd made.
+func (h *host) close() error {
+	if h.cli != nil {
+		h.cli.Close()
+	}
+	var err error
+	if h.daemon != nil {
+		h.stop()
+		err = h.daemon.WaitTimeout(20 * time.Second)
+	}
+	if h.ownDir {
+		if rerr := os.RemoveAll(h.dir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
