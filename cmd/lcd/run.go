@@ -48,6 +48,11 @@ func runCmd(args []string) error {
 		fs.Usage()
 		return errors.New("run: no command given")
 	}
+	if *tty && *interactive && !isTerminal(os.Stdin.Fd()) {
+		// A terminal fed from a file or pipe hangs up at once, as with
+		// docker run -it.
+		return errors.New("the input device is not a TTY")
+	}
 	if err := preflight(*address == ""); err != nil {
 		return err
 	}
@@ -201,6 +206,11 @@ func (t *terminalIO) attach(dio *cio.DirectIO) (cio.IO, error) {
 }
 
 var _ types.StdioCallback = (&terminalIO{}).attach
+
+func isTerminal(fd uintptr) bool {
+	_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+	return err == nil
+}
 
 // makeRaw puts the terminal on fd in raw mode, as cfmakeraw does, and
 // returns how to restore it.
