@@ -146,8 +146,9 @@ func (t *tracker) runningSnapshot() map[procKey]uint32 {
 	return out
 }
 
-// translate turns a containerd envelope into the event the backend gets. ok
-// is false for events that are not delivered (TaskDelete, others).
+// translate turns a containerd envelope into the event the backend gets,
+// with the decoded event; et is "" for events that are not delivered
+// (TaskDelete, others).
 func translate(ev *events.Envelope) (et types.EventType, ei types.EventInfo, v interface{}, err error) {
 	if ev == nil || ev.Event == nil {
 		return "", ei, nil, errors.New("envelope without event")
@@ -204,7 +205,7 @@ func (s *eventStream) run(ctx context.Context) {
 		if !first && !c.waitServe(ctx) {
 			return
 		}
-		err := s.subscribe(ctx, !first)
+		err := s.subscribe(ctx)
 		first = false
 		if ctx.Err() != nil {
 			return
@@ -213,10 +214,11 @@ func (s *eventStream) run(ctx context.Context) {
 	}
 }
 
-// subscribe reads one subscription until it fails. After a reconnect the
-// tracked processes are reconciled once the stream is known to be live, so
-// no exit falls between the old stream and the new one.
-func (s *eventStream) subscribe(ctx context.Context, reconnect bool) error {
+// subscribe reads one subscription until it fails. Once the stream is known
+// to be live the tracked processes are reconciled, so no exit falls between
+// the old stream and the new one, nor (on the first stream) between a
+// restarted daemon's Status calls and the subscription.
+func (s *eventStream) subscribe(ctx context.Context) error {
 	c := s.c
 	subCtx, cancel := context.WithCancel(c.withNamespace(ctx))
 	defer cancel()
@@ -254,9 +256,7 @@ func (s *eventStream) subscribe(ctx context.Context, reconnect bool) error {
 			if ev.Topic == s.sentinel {
 				if !live {
 					live = true
-					if reconnect {
-						c.reconcile(ctx)
-					}
+					c.reconcile(ctx)
 				}
 				continue
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,8 +137,6 @@ func TestTrackerExactlyOnce(t *testing.T) {
 // "panic", errors for "err", and records everything else.
 type blockingBackend struct {
 	release chan struct{}
-	mu      sync.Mutex
-	got     []string
 	gotC    chan string
 }
 

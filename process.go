@@ -36,8 +36,6 @@ func (p *process) key() procKey {
 	return procKey{p.ctr.id, p.execID}
 }
 
-func (p *process) name() string { return processName(p.ctr.id, p.execID) }
-
 func (p *process) tasks() tasks.TasksClient { return p.ctr.client.client.TaskService() }
 
 func (p *process) ctx(ctx context.Context) context.Context { return p.ctr.client.withNamespace(ctx) }

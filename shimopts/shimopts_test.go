@@ -123,6 +123,7 @@ func TestRuncDeprecatedAlias(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	//lint:ignore SA1019 moby v27 asserts the deprecated alias: it must stay the same type
 	o, ok := got.(*deprecatedrunc.Options)
 	if !ok || o.BinaryName != "crun" {
 		t.Fatalf("got %#v, want *options.Options with BinaryName crun", got)

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerd/containerd"
 	"github.com/containerd/log"
+	"github.com/lcdkit/libcontainerd/internal/dial"
 	"github.com/lcdkit/libcontainerd/internal/errclass"
 )
 
@@ -263,24 +263,11 @@ func (r *remote) waitReady(ctx context.Context, p *daemonProc) error {
 
 // probe asks the daemon whether it serves, within the health timeout.
 func (r *remote) probe(ctx context.Context) error {
-	if _, err := os.Stat(r.address); err != nil {
-		return err
-	}
-	cli, err := containerd.New(r.address, containerd.WithTimeout(r.healthTimeout))
+	cli, err := dial.Serving(ctx, r.address, r.healthTimeout)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, r.healthTimeout)
-	defer cancel()
-	ok, err := cli.IsServing(ctx)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return errors.New("health check: not serving")
-	}
-	return nil
+	return cli.Close()
 }
 
 // supervise keeps a daemon running until ctx is cancelled, then stops it.

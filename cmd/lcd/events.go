@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -99,13 +98,10 @@ func (l *eventLog) count(et types.EventType) int {
 }
 
 func eventsCmd(args []string) error {
-	fs := flag.NewFlagSet("lcd events", flag.ContinueOnError)
+	fs := newFlagSet("events", "[--address SOCK] [--namespace NS]",
+		"Prints containerd's task events, translated as a daemon's Backend receives them, until interrupted.")
 	address := fs.String("address", "/run/containerd/containerd.sock", "containerd socket")
 	ns := fs.String("namespace", "lcd", "containerd namespace to watch")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: lcd events [--address SOCK] [--namespace NS]\n\nPrints containerd's task events, translated as a daemon's Backend receives them, until interrupted.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -67,6 +67,17 @@ func main() {
 	}
 }
 
+// newFlagSet makes a subcommand's flags, with a usage text from its
+// synopsis and a sentence about it.
+func newFlagSet(name, synopsis, about string) *flag.FlagSet {
+	fs := flag.NewFlagSet("lcd "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: lcd %s %s\n\n%s\n", name, synopsis, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
 // preflight says, in one line, why this host cannot run containers.
 func preflight(embedded bool) error {
 	if os.Geteuid() != 0 {

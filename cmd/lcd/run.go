@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,16 +29,13 @@ import (
 const cleanupTimeout = 30 * time.Second
 
 func runCmd(args []string) error {
-	fs := flag.NewFlagSet("lcd run", flag.ContinueOnError)
+	fs := newFlagSet("run", "[-i] [-t] [--rootfs DIR] [--address SOCK] -- CMD...",
+		"Runs CMD in a busybox container; lcd's exit status is the container's.")
 	interactive := fs.Bool("i", false, "keep stdin open and connect it to the container")
 	tty := fs.Bool("t", false, "allocate a terminal (resized on SIGWINCH)")
 	rootfsDir := fs.String("rootfs", "", "root filesystem to run in (default: a busybox-static rootfs lcd builds)")
 	address := fs.String("address", "", "containerd socket (default: start a private containerd)")
 	ns := fs.String("namespace", "lcd", "containerd namespace")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: lcd run [-i] [-t] [--rootfs DIR] [--address SOCK] -- CMD...\n\nRuns CMD in a busybox container; lcd's exit status is the container's.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -59,12 +58,9 @@ type stepResult struct {
 }
 
 func tourCmd(args []string) error {
-	fs := flag.NewFlagSet("lcd tour", flag.ContinueOnError)
+	fs := newFlagSet("tour", "[--state DIR]",
+		"Starts a private containerd and walks through what libcontainerd does, one line per step, with the events as they arrive. Exit status 0 only if every step did what it says.")
 	state := fs.String("state", "", "directory for the private containerd and the containers (default: a temp dir, removed afterwards)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: lcd tour [--state DIR]\n\nStarts a private containerd and walks through what libcontainerd does, one line per step, with the events as they arrive. Exit status 0 only if every step did what it says.")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -1,9 +1,14 @@
-// Package dial holds the gRPC dial options the tests and the demo use to
-// reach containerd.
+// Package dial holds how the tests, the supervisor and the demo reach
+// containerd: gRPC dial options and a bounded "is it serving" probe.
 package dial
 
 import (
+	"context"
+	"errors"
+	"os"
 	"time"
+
+	"github.com/containerd/containerd"
 
 	"github.com/containerd/containerd/defaults"
 	"github.com/containerd/containerd/pkg/dialer"
@@ -31,4 +36,27 @@ func Options(extra ...grpc.DialOption) []grpc.DialOption {
 			grpc.MaxCallSendMsgSize(defaults.DefaultMaxSendMsgSize)),
 	}
 	return append(opts, extra...)
+}
+
+// Serving connects to the containerd at address and checks that it serves,
+// all within timeout. The caller closes the client it returns.
+func Serving(ctx context.Context, address string, timeout time.Duration) (*containerd.Client, error) {
+	if _, err := os.Stat(address); err != nil {
+		return nil, err
+	}
+	cli, err := containerd.New(address, containerd.WithTimeout(timeout))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ok, err := cli.IsServing(ctx)
+	if err == nil && !ok {
+		err = errors.New("containerd is not serving")
+	}
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return cli, nil
 }

@@ -169,19 +169,13 @@ func (d *Daemon) waitReady() error {
 }
 
 func (d *Daemon) probe() error {
-	if _, err := os.Stat(d.Address); err != nil {
-		return err
-	}
-	cli, err := containerd.New(d.Address, containerd.WithTimeout(time.Second))
+	cli, err := dial.Serving(context.Background(), d.Address, time.Second)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if ok, err := cli.IsServing(ctx); err != nil || !ok {
-		return fmt.Errorf("not serving: %v", err)
-	}
 	resp, err := cli.IntrospectionService().Plugins(ctx, nil)
 	if err != nil {
 		return err
