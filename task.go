@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/containerd"
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	apitypes "github.com/containerd/containerd/api/types"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/protobuf"
@@ -120,13 +121,21 @@ func (t *task) Stats(ctx context.Context) (*libtypes.Stats, error) {
 	if err != nil {
 		return nil, wrapError(err)
 	}
-	if len(r.Metrics) == 0 || r.Metrics[0].Data == nil {
+	if len(r.Metrics) == 0 {
 		return nil, errclass.NotFound(fmt.Errorf("no metrics for task %s", t.ctr.id))
 	}
-	m := r.Metrics[0]
+	return decodeMetrics(t.ctr.id, r.Metrics[0])
+}
+
+// decodeMetrics turns containerd's metric into Stats: the cgroup v1 or v2
+// stats type, whichever the shim reported (the type URL says which).
+func decodeMetrics(id string, m *apitypes.Metric) (*libtypes.Stats, error) {
+	if m == nil || m.Data == nil {
+		return nil, errclass.NotFound(fmt.Errorf("no metrics for task %s", id))
+	}
 	v, err := typeurl.UnmarshalAny(m.Data)
 	if err != nil {
-		return nil, errclass.System(fmt.Errorf("decode metrics of task %s: %w", t.ctr.id, err))
+		return nil, errclass.System(fmt.Errorf("decode metrics of task %s: %w", id, err))
 	}
 	return libtypes.InterfaceToStats(timeOf(m.Timestamp), v), nil
 }
