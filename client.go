@@ -41,6 +41,7 @@ type Client struct {
 	tracker *tracker
 	stream  *eventStream
 	cancel  context.CancelFunc
+	unhook  func() bool // releases the ctx watch NewClient registered
 
 	closeOnce sync.Once
 }
@@ -81,7 +82,7 @@ func NewClient(ctx context.Context, cli *containerd.Client, stateDir, ns string,
 	c.cancel = cancel
 	go c.stream.run(streamCtx)
 	// The stream ends with ctx, as in moby, or with Close.
-	context.AfterFunc(ctx, cancel)
+	c.unhook = context.AfterFunc(ctx, cancel)
 	return c, nil
 }
 
@@ -95,6 +96,7 @@ const closeDrainTimeout = 30 * time.Second
 func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		c.unhook()
 		c.cancel()
 		<-c.stream.done
 		ctx, cancel := context.WithTimeout(context.Background(), closeDrainTimeout)
