@@ -226,6 +226,32 @@ func (d *Daemon) Client(extra ...grpc.DialOption) (*containerd.Client, error) {
 		containerd.WithDefaultRuntime("io.containerd.runc.v2"))
 }
 
+// reapContainers force-deletes the containers a killed run left in its
+// private runc root, then kills their shims (which outlive containerd by
+// design), so a test binary killed with -9 leaks nothing for long.
+func reapContainers(dir string) {
+	nsDirs, _ := filepath.Glob(filepath.Join(dir, "runc", "*"))
+	for _, root := range nsDirs {
+		out, err := exec.Command("runc", "--root", root, "list", "-q").Output()
+		if err != nil {
+			continue
+		}
+		for _, id := range strings.Fields(string(out)) {
+			_ = exec.Command("runc", "--root", root, "delete", "--force", id).Run()
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "containerd-shim") || !strings.Contains(string(b), dir+"/") {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
 // sweepStale removes temp dirs of earlier runs whose owner is gone (a test
 // binary killed with -9 cannot clean up after itself).
 func sweepStale() {
@@ -240,6 +266,7 @@ func sweepStale() {
 			continue
 		}
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			reapContainers(dir)
 			_ = os.RemoveAll(dir)
 		}
 	}
