@@ -19,7 +19,7 @@ DEBIAN_PACKAGES := containerd runc busybox-static criu
 # One binary per package: present means installed.
 DEPS_BINARIES := containerd containerd-shim-runc-v2 runc busybox criu
 
-.PHONY: all deps build demo test test-unit test-integration bench soak lint clean
+.PHONY: all deps build demo test test-unit test-fuzz test-integration bench soak lint clean
 
 all: build
 
@@ -42,10 +42,17 @@ build:
 demo: deps build
 	bin/lcd tour
 
-test: deps test-unit test-integration
+test: deps test-unit test-fuzz test-integration
 
 test-unit:
 	$(GOTEST) -race -count=1 $(TESTFLAGS) $(UNIT_PKGS)
+
+# A short real fuzzing run of each fuzz target (go test alone runs only
+# their seed corpus). FUZZTIME=1m for a longer one.
+FUZZTIME ?= 5s
+test-fuzz:
+	$(GOTEST) -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) .
+	$(GOTEST) -run '^$$' -fuzz '^FuzzGenerate$$' -fuzztime $(FUZZTIME) ./shimopts/
 
 # -json through testjson: fails when the integration suite ran no test or
 # skipped one, and prints the usual go test output.

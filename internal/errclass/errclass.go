@@ -43,6 +43,7 @@ type forbidden struct{ classified }
 type cancelled struct{ classified }
 type deadline struct{ classified }
 
+// The marker methods moby's errdefs (and containerd's IsX helpers) look for.
 func (notFound) NotFound()                 {}
 func (conflict) Conflict()                 {}
 func (invalidParameter) InvalidParameter() {}
