@@ -37,9 +37,6 @@ const (
 	sentinelTimeout = 2 * time.Second
 	// reconcileTimeout bounds the state queries after a reconnect.
 	reconcileTimeout = 30 * time.Second
-	// slowHandler is how long a backend call may run before a warning names
-	// the container whose queue it holds up.
-	slowHandler = 10 * time.Second
 	// tombstoneTTL keeps a deleted process's exit in the dedupe memory past
 	// the shim's last re-send (≈35 s after the first try).
 	tombstoneTTL = time.Minute
@@ -47,6 +44,10 @@ const (
 	// moby does for exits it cannot know.
 	unknownExitCode = 255
 )
+
+// slowHandler is how long a backend call may run before a warning names
+// the container whose queue it holds up (a variable so tests can shorten it).
+var slowHandler = 10 * time.Second
 
 // procKey names one process: the init process has processID == containerID.
 type procKey struct{ containerID, processID string }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,4 +232,54 @@ func BenchmarkDeliveryLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// A handler that runs past the bound gets a warning naming its container,
+// while it is still running.
+func TestSlowHandlerWarning(t *testing.T) {
+	old := slowHandler
+	slowHandler = 20 * time.Millisecond
+	defer func() { slowHandler = old }()
+
+	var buf syncBuffer
+	oldOut := log.L.Logger.Out
+	log.L.Logger.SetOutput(&buf)
+	defer log.L.Logger.SetOutput(oldOut)
+	b := &blockingBackend{release: make(chan struct{}), gotC: make(chan string, 4)}
+	c := testClient(b)
+	c.emit(types.EventStart, types.EventInfo{ContainerID: "slow"})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), "still running") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no slow-handler warning; log: %q", buf.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(buf.String(), "container=slow") {
+		t.Errorf("warning does not name the container: %q", buf.String())
+	}
+	close(b.release)
+	<-b.gotC
+	ctx, cancel := contextWithTimeout(5 * time.Second)
+	defer cancel()
+	if err := c.queue.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -403,4 +404,28 @@ func TestVersion(t *testing.T) {
 	if err != nil || v.Version == "" {
 		t.Fatalf("Version = %+v, %v", v, err)
 	}
+}
+
+// LIBCONTAINERD_NOCLEAN=1 keeps the bundle dir (for debugging a daemon).
+func TestDeleteKeepsBundleWithNoclean(t *testing.T) {
+	f := newFixture(t)
+	ctr := f.newContainer("keep", "true")
+	t.Setenv("LIBCONTAINERD_NOCLEAN", "1")
+	if err := ctr.Delete(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.bundle("keep")); err != nil {
+		t.Fatalf("bundle dir removed despite LIBCONTAINERD_NOCLEAN=1: %v", err)
+	}
+}
+
+// The event stream ends with NewClient's context even without Close: the
+// package's goleak check at exit proves its goroutines are gone.
+func TestClientStopsWithContext(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(f.ctx)
+	if _, err := libcontainerd.NewClient(ctx, f.raw, f.stateDir, f.ns, newRecordingBackend()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
 }
