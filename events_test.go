@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lcdkit/libcontainerd/internal/testutil"
 	"github.com/lcdkit/libcontainerd/types"
 )
 
@@ -241,7 +241,7 @@ func TestSlowHandlerWarning(t *testing.T) {
 	slowHandler = 20 * time.Millisecond
 	defer func() { slowHandler = old }()
 
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	oldOut := log.L.Logger.Out
 	log.L.Logger.SetOutput(&buf)
 	defer log.L.Logger.SetOutput(oldOut)
@@ -265,21 +265,4 @@ func TestSlowHandlerWarning(t *testing.T) {
 	if err := c.queue.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/containerd/log"
 	"go.uber.org/goleak"
+
+	"github.com/lcdkit/libcontainerd/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -173,27 +174,9 @@ func TestManyBlockedIDs(t *testing.T) {
 	}
 }
 
-// syncBuffer is an io.Writer that is safe to share with the logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func captureLog(t *testing.T) *syncBuffer {
+func captureLog(t *testing.T) *testutil.SyncBuffer {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testutil.SyncBuffer{}
 	logger := log.L.Logger
 	old := logger.Out
 	logger.SetOutput(buf)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lcdkit/libcontainerd/internal/proc"
 )
 
 // daemonProc is one containerd process: a child of ours, or one adopted from
@@ -26,49 +27,40 @@ type daemonProc struct {
 
 	// exited is closed once the process is gone (reaped, for a child);
 	// status then says how it ended.
-	exited chan struct{}
+	exited <-chan struct{}
 	status string
 
 	signal  func(syscall.Signal) error
 	release func() // frees what watches the process; call once, last
 }
 
-// startChild starts the daemon as our child. Pdeathsig kills it when the
-// thread that forked it dies, so the fork and the Wait happen on a goroutine
-// that locks its OS thread and never unlocks it: the thread lives exactly as
-// long as the daemon, and dies with the process if we are killed.
+// startChild starts the daemon as our child; proc.Start makes it die with
+// this process, even on kill -9.
 func (r *remote) startChild() (*daemonProc, error) {
 	cmd := exec.Command(r.binary, "--config", r.configFile)
 	cmd.Stdout, cmd.Stderr = r.logWriter, r.logWriter
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Pdeathsig: syscall.SIGKILL,
-		Setpgid:   true, // a terminal's ^C is for the engine, not the daemon
+		Setpgid: true, // a terminal's ^C is for the engine, not the daemon
 	}
 	// With a non-file log writer, Wait would also wait for every inheritor
 	// of the pipe (shims) to close it; bound that.
 	cmd.WaitDelay = time.Second
 
-	p := &daemonProc{exited: make(chan struct{}), release: func() {}}
-	started := make(chan error, 1)
+	child, err := proc.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", r.binary, err)
+	}
+	exited := make(chan struct{})
+	p := &daemonProc{pid: child.Pid(), exited: exited, release: func() {}}
 	go func() {
-		runtime.LockOSThread() // never unlocked: see above
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		p.pid = cmd.Process.Pid
-		started <- nil
-		err := cmd.Wait()
-		if err == nil {
+		<-child.Exited()
+		if err := child.Err(); err == nil {
 			p.status = "exited with status 0"
 		} else {
 			p.status = err.Error()
 		}
-		close(p.exited)
+		close(exited) // after status: readers see it once exited is closed
 	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s: %w", r.binary, err)
-	}
 	p.signal = func(sig syscall.Signal) error {
 		if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			return err
@@ -104,13 +96,14 @@ func (r *remote) adopt(pid int) (*daemonProc, string) {
 		return nil, fmt.Sprintf("pipe: %v", err)
 	}
 
-	p := &daemonProc{pid: pid, adopted: true, exited: make(chan struct{})}
+	exited := make(chan struct{})
+	p := &daemonProc{pid: pid, adopted: true, exited: exited}
 	watcherDone := make(chan struct{})
 	go func() {
 		defer close(watcherDone)
 		if watchPidfd(fd, stop[0]) {
 			p.status = "exited (adopted process: status unknown)"
-			close(p.exited)
+			close(exited)
 		}
 	}()
 	p.signal = func(sig syscall.Signal) error {

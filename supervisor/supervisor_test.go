@@ -7,10 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +17,9 @@ import (
 	"github.com/containerd/log"
 	toml "github.com/pelletier/go-toml"
 	"go.uber.org/goleak"
+
+	"github.com/lcdkit/libcontainerd/internal/proc"
+	"github.com/lcdkit/libcontainerd/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -318,24 +319,13 @@ func handStart(t *testing.T, root, state string) (int, <-chan struct{}) {
 	}
 	cmd := exec.Command(r.binary, "--config", r.configFile)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	started := make(chan error, 1)
-	reaped := make(chan struct{})
-	go func() {
-		runtime.LockOSThread() // Pdeathsig is per thread: never unlocked
-		defer close(reaped)
-		defer logFile.Close()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-	}()
-	if err := <-started; err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	child, err := proc.Start(cmd)
+	logFile.Close() // the child has its own copy
+	if err != nil {
 		t.Fatal(err)
 	}
-	pid := cmd.Process.Pid
+	pid, reaped := child.Pid(), child.Exited()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-reaped
@@ -465,29 +455,10 @@ func TestWaitTimeoutWhileRunning(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log writer the daemon's output goroutine and the test
-// share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestLogWriterFormatAndExtraConfig(t *testing.T) {
 	requireHost(t)
 	root, state := testDirs(t)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	r := start(t, root, state,
 		WithLogWriter(&out),
 		WithLogFormat(log.JSONFormat),

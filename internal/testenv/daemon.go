@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/lcdkit/libcontainerd/internal/dial"
+	"github.com/lcdkit/libcontainerd/internal/proc"
 )
 
 const (
@@ -50,8 +50,7 @@ type Daemon struct {
 	// LogPath is the daemon's log file (appended across restarts).
 	LogPath string
 
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the current process has been reaped
+	child *proc.Child // the current daemon process
 }
 
 // StartDaemon creates the temp dirs and starts containerd, returning once it
@@ -117,28 +116,14 @@ func (d *Daemon) Start() error {
 	}
 	cmd := exec.Command("containerd", "--config", d.configPath())
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Pdeathsig fires when the thread that forked the child dies, so the
-	// fork happens on a goroutine that keeps its OS thread until the daemon
-	// is reaped: the daemon dies with the test binary, even on kill -9.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	started := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		// Never unlocked: the thread ends with this goroutine, after Wait.
-		defer close(exited)
-		defer logFile.Close()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-	}()
-	if err := <-started; err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// proc.Start: the daemon dies with the test binary, even on kill -9.
+	child, err := proc.Start(cmd)
+	logFile.Close() // the child has its own copy
+	if err != nil {
 		return fmt.Errorf("start containerd: %w", err)
 	}
-	d.cmd, d.exited = cmd, exited
+	d.child = child
 	if err := d.waitReady(); err != nil {
 		d.Kill()
 		return err
@@ -147,7 +132,7 @@ func (d *Daemon) Start() error {
 }
 
 // PID is the running daemon's process id.
-func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+func (d *Daemon) PID() int { return d.child.Pid() }
 
 // waitReady polls until the daemon answers IsServing and reports no plugin
 // with an init error, within readyTimeout.
@@ -156,7 +141,7 @@ func (d *Daemon) waitReady() error {
 	var lastErr error
 	for time.Now().Before(deadline) {
 		select {
-		case <-d.exited:
+		case <-d.child.Exited():
 			return fmt.Errorf("containerd exited during startup (log: %s)", d.LogPath)
 		default:
 		}
@@ -191,11 +176,11 @@ func (d *Daemon) probe() error {
 // Kill sends SIGKILL to the daemon (not its shims, which survive as they
 // would in a crash) and waits until it is reaped.
 func (d *Daemon) Kill() {
-	if d.cmd == nil {
+	if d.child == nil {
 		return
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.exited
+	_ = d.child.Cmd.Process.Signal(syscall.SIGKILL)
+	<-d.child.Exited()
 }
 
 // Restart kills the daemon and starts it again on the same dirs.
@@ -207,10 +192,10 @@ func (d *Daemon) Restart() error {
 // Stop stops the daemon (SIGTERM, then SIGKILL after a bound) and removes its
 // dirs. Call Cleanup first to get rid of tasks and shims.
 func (d *Daemon) Stop() {
-	if d.cmd != nil {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if d.child != nil {
+		_ = d.child.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-d.exited:
+		case <-d.child.Exited():
 		case <-time.After(stopTimeout):
 			d.Kill()
 		}
