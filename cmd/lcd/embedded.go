@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
@@ -82,6 +84,19 @@ func openHost(ctx context.Context, dir, address string) (h *host, err error) {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", address, err)
 	}
 	return h, nil
+}
+
+// withHost runs fn on a host (see openHost) with a context that Ctrl-C or
+// SIGTERM cancels, and closes the host afterwards.
+func withHost(address string, fn func(ctx context.Context, h *host) error) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	h, err := openHost(ctx, "", address)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	return fn(ctx, h)
 }
 
 // buildRootfs builds the busybox rootfs inside the host's dir.

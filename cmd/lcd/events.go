@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/namespaces"
@@ -108,24 +106,19 @@ func eventsCmd(args []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("not running as root")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	h, err := openHost(ctx, "", *address)
-	if err != nil {
-		return err
-	}
-	defer h.close()
-	nsCtx := namespaces.WithNamespace(ctx, *ns)
-	if ok, err := h.cli.IsServing(nsCtx); !ok || err != nil {
-		return fmt.Errorf("containerd at %s is not serving: %v", *address, err)
-	}
-	l := newEventLog(os.Stdout, "")
-	client, err := libcontainerd.NewClient(ctx, h.cli, h.bundles(), *ns, l)
-	if err != nil {
-		return err
-	}
-	defer client.(*libcontainerd.Client).Close()
-	fmt.Fprintf(os.Stderr, "watching namespace %q on %s (Ctrl-C to stop)\n", *ns, *address)
-	<-ctx.Done()
-	return nil
+	return withHost(*address, func(ctx context.Context, h *host) error {
+		nsCtx := namespaces.WithNamespace(ctx, *ns)
+		if ok, err := h.cli.IsServing(nsCtx); !ok || err != nil {
+			return fmt.Errorf("containerd at %s is not serving: %v", *address, err)
+		}
+		l := newEventLog(os.Stdout, "")
+		client, err := libcontainerd.NewClient(ctx, h.cli, h.bundles(), *ns, l)
+		if err != nil {
+			return err
+		}
+		defer client.(*libcontainerd.Client).Close()
+		fmt.Fprintf(os.Stderr, "watching namespace %q on %s (Ctrl-C to stop)\n", *ns, *address)
+		<-ctx.Done()
+		return nil
+	})
 }

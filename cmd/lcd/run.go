@@ -52,37 +52,32 @@ func runCmd(args []string) error {
 	if err := preflight(*address == ""); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	h, err := openHost(ctx, "", *address)
-	if err != nil {
-		return err
-	}
-	defer h.close()
-	root := *rootfsDir
-	if root == "" {
-		if err := h.buildRootfs(); err != nil {
-			return fmt.Errorf("build rootfs: %w", err)
+	return withHost(*address, func(ctx context.Context, h *host) error {
+		root := *rootfsDir
+		if root == "" {
+			if err := h.buildRootfs(); err != nil {
+				return fmt.Errorf("build rootfs: %w", err)
+			}
+			root = h.rootfs
 		}
-		root = h.rootfs
-	}
-	code, err := runContainer(ctx, h, *ns, root, cmd, *interactive, *tty)
-	if err != nil {
-		// As a shell (and docker run) report a command that cannot run.
-		switch msg := err.Error(); {
-		case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
-			fmt.Fprintf(os.Stderr, "lcd: %v\n", err)
-			return exitError{127}
-		case strings.Contains(msg, "permission denied"):
-			fmt.Fprintf(os.Stderr, "lcd: %v\n", err)
-			return exitError{126}
+		code, err := runContainer(ctx, h, *ns, root, cmd, *interactive, *tty)
+		if err != nil {
+			// As a shell (and docker run) report a command that cannot run.
+			switch msg := err.Error(); {
+			case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
+				fmt.Fprintf(os.Stderr, "lcd: %v\n", err)
+				return exitError{127}
+			case strings.Contains(msg, "permission denied"):
+				fmt.Fprintf(os.Stderr, "lcd: %v\n", err)
+				return exitError{126}
+			}
+			return err
 		}
-		return err
-	}
-	if code != 0 {
-		return exitError{int(code)}
-	}
-	return nil
+		if code != 0 {
+			return exitError{int(code)}
+		}
+		return nil
+	})
 }
 
 func randomID(prefix string) string {
