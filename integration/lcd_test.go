@@ -65,3 +65,24 @@ func TestLcdRunExitStatus(t *testing.T) {
 		t.Fatalf("missing binary: exit %d, want 127", code)
 	}
 }
+
+// A wrong --address is one clear line and exit status 1: no panic, nothing
+// left in the temp dir.
+func TestLcdBadAddress(t *testing.T) {
+	bin := buildLcd(t)
+	for _, args := range [][]string{
+		{"events", "--address", "/nonexistent.sock"},
+		{"run", "--address", "/nonexistent.sock", "--", "true"},
+		{"run", "--address", "/etc/hostname", "--", "true"},
+	} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("lcd %v: %v, want exit status 1\n%s", args, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], "lcd: ") {
+			t.Errorf("lcd %v: want one \"lcd: ...\" line, got:\n%s", args, out)
+		}
+	}
+}

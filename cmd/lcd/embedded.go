@@ -40,8 +40,15 @@ type host struct {
 
 // openHost starts a private containerd under dir (a new temp dir when
 // empty), or connects to address when it is set.
-func openHost(ctx context.Context, dir, address string) (h *host, err error) {
-	h = &host{dir: dir}
+func openHost(ctx context.Context, dir, address string) (_ *host, err error) {
+	// Not the named result: a failing return sets that to nil before the
+	// deferred cleanup runs.
+	if address != "" {
+		if _, err := os.Stat(address); err != nil {
+			return nil, fmt.Errorf("no containerd socket at %s", address)
+		}
+	}
+	h := &host{dir: dir}
 	if h.dir == "" {
 		// Short, because the socket path must fit in 104 bytes.
 		if h.dir, err = os.MkdirTemp("", "lcd-"); err != nil {
