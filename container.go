@@ -49,7 +49,7 @@ func (c *container) setTask(state int32) { c.task.Store(state) }
 
 // NewTask creates the container's task (it does not start it); Pid is valid
 // on return. stdio goes through FIFOs in the bundle directory.
-func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin bool, attachStdio libtypes.StdioCallback) (_ libtypes.Task, retErr error) {
+func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin bool, attachStdio libtypes.StdioCallback) (libtypes.Task, error) {
 	if c.spec == nil || c.spec.Process == nil {
 		return nil, invalidParameter("container spec has no process")
 	}
