@@ -58,10 +58,7 @@ func TestNewTaskNilProcess(t *testing.T) {
 	assertClass(t, err, "InvalidParameter")
 	f.assertNoFIFOs("noproc")
 	f.assertNoProcess("noproc", "")
-	if err := ctr.Delete(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.assertGone("noproc")
+	f.deleteContainer(t, ctr, "noproc")
 }
 
 func TestExecNilSpecAndBadID(t *testing.T) {
@@ -149,10 +146,7 @@ func TestNewTaskUnknownShim(t *testing.T) {
 	}
 	f.assertNoFIFOs("shim")
 	f.assertNoProcess("shim", "")
-	if err := ctr.Delete(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.assertGone("shim")
+	f.deleteContainer(t, ctr, "shim")
 }
 
 func TestNewTaskMissingBinary(t *testing.T) {
@@ -170,10 +164,7 @@ func TestNewTaskMissingBinary(t *testing.T) {
 	}
 	f.assertNoFIFOs("nobin")
 	f.assertNoProcess("nobin", "")
-	if err := ctr.Delete(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.assertGone("nobin")
+	f.deleteContainer(t, ctr, "nobin")
 }
 
 func TestExecMissingBinary(t *testing.T) {
@@ -212,10 +203,7 @@ func TestNewTaskCancelledContext(t *testing.T) {
 	assertClass(t, err, "Cancelled")
 	f.assertNoFIFOs("cancel")
 	f.assertNoProcess("cancel", "")
-	if err := ctr.Delete(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.assertGone("cancel")
+	f.deleteContainer(t, ctr, "cancel")
 }
 
 func TestNotFound(t *testing.T) {

@@ -175,6 +175,15 @@ func (f *fixture) assertGone(id string) {
 	}
 }
 
+// deleteContainer deletes ctr and checks nothing of it is left.
+func (f *fixture) deleteContainer(t testing.TB, ctr types.Container, id string) {
+	t.Helper()
+	if err := ctr.Delete(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.assertGone(id)
+}
+
 // stdio is a test's end of a process's FIFOs: it collects stdout and stderr
 // and keeps stdin for writing.
 type stdio struct {
@@ -321,7 +330,9 @@ func assertClass(t testing.TB, err error, class string) {
 	}
 }
 
-// recordingBackend records the events it is given.
+// recordingBackend records the events it is given. Every event closes and
+// replaces notify, waking all waiters: several goroutines wait at once, and
+// a single wake-up token could go to the wrong one.
 type recordingBackend struct {
 	mu     sync.Mutex
 	events []event
@@ -334,18 +345,23 @@ type event struct {
 }
 
 func newRecordingBackend() *recordingBackend {
-	return &recordingBackend{notify: make(chan struct{}, 1)}
+	return &recordingBackend{notify: make(chan struct{})}
 }
 
 func (b *recordingBackend) ProcessEvent(containerID string, et types.EventType, ei types.EventInfo) error {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.events = append(b.events, event{et, ei})
-	b.mu.Unlock()
-	select {
-	case b.notify <- struct{}{}:
-	default:
-	}
+	close(b.notify)
+	b.notify = make(chan struct{})
 	return nil
+}
+
+// changed returns a channel closed by the next event.
+func (b *recordingBackend) changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.notify
 }
 
 // waitFor polls cond (bounded): for state outside our process, such as
@@ -394,9 +410,15 @@ func (b *recordingBackend) waitUntil(t testing.TB, timeout time.Duration, what s
 	t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	for !cond() {
+	for {
+		// Take the channel before checking, so an event between the check
+		// and the wait still wakes us.
+		changed := b.changed()
+		if cond() {
+			return
+		}
 		select {
-		case <-b.notify:
+		case <-changed:
 		case <-deadline.C:
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}

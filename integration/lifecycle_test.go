@@ -48,10 +48,7 @@ func TestLifecycleStdout(t *testing.T) {
 		t.Fatalf("stdout %q", got)
 	}
 	f.assertNoFIFOs("echo")
-	if err := ctr.Delete(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.assertGone("echo")
+	f.deleteContainer(t, ctr, "echo")
 }
 
 func TestInitStdinEOF(t *testing.T) {
@@ -304,10 +301,7 @@ func TestForceDeleteCreatedRunningStopped(t *testing.T) {
 			}
 			f.assertNoProcess(tc.name, "")
 			f.assertNoFIFOs(tc.name)
-			if err := ctr.Delete(f.ctx); err != nil {
-				t.Fatal(err)
-			}
-			f.assertGone(tc.name)
+			f.deleteContainer(t, ctr, tc.name)
 		})
 	}
 }
@@ -365,10 +359,7 @@ func TestLoadContainerInNewClient(t *testing.T) {
 	if err := again.ForceDelete(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := loaded.Delete(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.assertGone("c")
+	f.deleteContainer(t, loaded, "c")
 }
 
 func TestReplaceContainerWithRunningTask(t *testing.T) {
@@ -392,10 +383,7 @@ func TestReplaceContainerWithRunningTask(t *testing.T) {
 	if _, err := task.Delete(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := ctr.Delete(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.assertGone("r")
+	f.deleteContainer(t, ctr, "r")
 }
 
 func TestVersion(t *testing.T) {

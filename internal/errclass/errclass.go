@@ -278,6 +278,3 @@ func IsConflict(err error) bool { return err != nil && cerrdefs.IsConflict(Class
 // IsAlreadyExists reports whether err says the object already exists (a
 // narrower question than IsConflict: a failed precondition is no duplicate).
 func IsAlreadyExists(err error) bool { return err != nil && cerrdefs.IsAlreadyExists(FromGRPC(err)) }
-
-// IsUnavailable reports whether err, once classified, is Unavailable.
-func IsUnavailable(err error) bool { return err != nil && cerrdefs.IsUnavailable(Classify(err)) }
