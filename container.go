@@ -11,11 +11,10 @@ import (
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types"
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/protobuf"
-	cerrdefs "github.com/containerd/errdefs"
+	runcoptions "github.com/containerd/containerd/runtime/v2/runc/options"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -165,7 +164,7 @@ func (c *container) Delete(ctx context.Context) error {
 		// containerd does not refuse to delete a container whose task
 		// still runs; the containerd client checks, and so do we.
 		if _, err := c.client.getProcess(ctx, c.id, ""); err == nil {
-			return errclass.Conflict(fmt.Errorf("cannot delete container %s: it has a task: %w", c.id, cerrdefs.ErrFailedPrecondition))
+			return errclass.Precondition(fmt.Sprintf("cannot delete container %s: it has a task: failed precondition", c.id))
 		} else if !errclass.IsNotFound(err) {
 			return err
 		}

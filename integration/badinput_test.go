@@ -9,8 +9,8 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/containers"
+	cerrdefs "github.com/containerd/containerd/errdefs" // the client's own: separate sentinels at v1.7.12
 	"github.com/containerd/containerd/namespaces"
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )

@@ -89,7 +89,7 @@ func BenchmarkThroughput(b *testing.B) {
 				f := func() { n.Add(1) }
 				b.ReportAllocs()
 				b.ResetTimer()
-				for i := range b.N {
+				for i := 0; i < b.N; i++ {
 					q.Append(ids[i%nIDs], f)
 				}
 				q.wait()
@@ -144,7 +144,7 @@ func BenchmarkPending(b *testing.B) {
 				mem0 := memInUse()
 				g0 := runtime.NumGoroutine()
 				b.ResetTimer()
-				for i := range b.N {
+				for i := 0; i < b.N; i++ {
 					q.Append(ids[i%nIDs], f)
 				}
 				b.StopTimer()

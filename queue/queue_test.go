@@ -76,20 +76,22 @@ func TestOrderPerID(t *testing.T) {
 	}
 
 	var wg sync.WaitGroup
-	for i := range nIDs {
-		wg.Go(func() {
+	for i := 0; i < nIDs; i++ {
+		i := i // per-iteration copy (go 1.21 loop semantics)
+		spawn(&wg, func() {
 			id := fmt.Sprintf("own-%d", i)
-			for seq := range perID {
+			for seq := 0; seq < perID; seq++ {
 				q.Append(id, handler(&own[i], seq))
 			}
 		})
 	}
 	// Each mixer owns perMix IDs and appends to them round-robin, so
 	// appends to one ID are interleaved with appends to others.
-	for m := range nMixers {
-		wg.Go(func() {
-			for seq := range perID {
-				for k := range perMix {
+	for m := 0; m < nMixers; m++ {
+		m := m // per-iteration copy (go 1.21 loop semantics)
+		spawn(&wg, func() {
+			for seq := 0; seq < perID; seq++ {
+				for k := 0; k < perMix; k++ {
 					j := m*perMix + k
 					q.Append(fmt.Sprintf("mix-%d", j), handler(&mix[j], seq))
 				}
@@ -135,7 +137,7 @@ func TestBlockedIDDoesNotDelayOthers(t *testing.T) {
 	q.Append("A", func() {}) // queued behind the blocked one
 
 	waitCh(t, started, "A to start")
-	for i := range 3 {
+	for i := 0; i < 3; i++ {
 		done := make(chan struct{})
 		q.Append("B", func() { close(done) })
 		waitCh(t, done, fmt.Sprintf("B #%d while A blocks", i))
@@ -154,7 +156,7 @@ func TestManyBlockedIDs(t *testing.T) {
 			release := make(chan struct{})
 			var started sync.WaitGroup
 			started.Add(n)
-			for i := range n {
+			for i := 0; i < n; i++ {
 				q.Append(fmt.Sprintf("blocked-%d", i), func() {
 					started.Done()
 					<-release
@@ -239,7 +241,8 @@ func TestEmptyIDAndNilFunc(t *testing.T) {
 	}
 
 	var got []int
-	for i := range 10 {
+	for i := 0; i < 10; i++ {
+		i := i // per-iteration copy (go 1.21 loop semantics)
 		q.Append("", func() { got = append(got, i) })
 		q.Append("", nil)
 	}
@@ -257,7 +260,7 @@ func TestEmptyIDAndNilFunc(t *testing.T) {
 func TestWaitDrains(t *testing.T) {
 	var q Queue
 	var n atomic.Int64
-	for i := range 1000 {
+	for i := 0; i < 1000; i++ {
 		id := fmt.Sprint(i % 37)
 		q.Append(id, func() { n.Add(1) })
 	}
@@ -300,8 +303,8 @@ func TestConcurrentWaiters(t *testing.T) {
 	q.Append("a", func() { <-release })
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
-	for range 4 {
-		wg.Go(func() {
+	for k := 0; k < 4; k++ {
+		spawn(&wg, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), within)
 			defer cancel()
 			errs <- q.Wait(ctx)
@@ -322,7 +325,7 @@ func TestZeroValueAndAppendAfterWait(t *testing.T) {
 	if err := q.Wait(context.Background()); err != nil {
 		t.Fatalf("Wait on zero Queue: %v", err)
 	}
-	for round := range 3 {
+	for round := 0; round < 3; round++ {
 		done := make(chan struct{})
 		q.Append("id", func() { close(done) })
 		waitCh(t, done, fmt.Sprintf("round %d", round))
@@ -336,7 +339,7 @@ func TestZeroValueAndAppendAfterWait(t *testing.T) {
 func TestIdleWorkersExit(t *testing.T) {
 	var q Queue
 	var wg sync.WaitGroup
-	for i := range 50 {
+	for i := 0; i < 50; i++ {
 		wg.Add(1)
 		q.Append(fmt.Sprint(i), wg.Done)
 	}
@@ -354,7 +357,7 @@ func TestIdleWorkersExit(t *testing.T) {
 func TestWorkersReused(t *testing.T) {
 	var q Queue
 	done := make(chan struct{})
-	for i := range 2000 {
+	for i := 0; i < 2000; i++ {
 		q.Append(fmt.Sprint(i), func() { done <- struct{}{} })
 		<-done
 	}
@@ -375,7 +378,7 @@ func TestNoGoroutinePerPendingEvent(t *testing.T) {
 	})
 	waitCh(t, started, "blocker")
 	before := runtime.NumGoroutine()
-	for range 10000 {
+	for k := 0; k < 10000; k++ {
 		q.Append("a", func() {})
 	}
 	if d := runtime.NumGoroutine() - before; d > 2 {
@@ -392,9 +395,10 @@ func TestStress(t *testing.T) {
 	var q Queue
 	var ran, want atomic.Int64
 	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			for i := range 300 {
+	for g := 0; g < 8; g++ {
+		g := g // per-iteration copy (go 1.21 loop semantics)
+		spawn(&wg, func() {
+			for i := 0; i < 300; i++ {
 				id := fmt.Sprint((g*31 + i) % 23)
 				want.Add(1)
 				switch i % 50 {
@@ -424,4 +428,14 @@ func TestStress(t *testing.T) {
 	if ran.Load() != want.Load() {
 		t.Fatalf("ran %d of %d funcs", ran.Load(), want.Load())
 	}
+}
+
+// spawn runs f in a goroutine counted by wg (sync.WaitGroup.Go is Go 1.25;
+// the module's language version is 1.21, its consumers' floor).
+func spawn(wg *sync.WaitGroup, f func()) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f()
+	}()
 }

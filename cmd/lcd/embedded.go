@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	runcoptions "github.com/containerd/containerd/runtime/v2/runc/options"
 
 	"github.com/lcdkit/libcontainerd/internal/dial"
 	"github.com/lcdkit/libcontainerd/internal/rootfs"

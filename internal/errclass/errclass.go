@@ -20,8 +20,8 @@ import (
 // small type, because moby's classifier looks for a marker method and a type
 // has only the methods it declares.
 type classified struct {
-	cause    error
-	sentinel error // the containerd errdefs sentinel this class answers to
+	cause error
+	class *class
 }
 
 func (e classified) Error() string { return e.cause.Error() }
@@ -29,8 +29,106 @@ func (e classified) Error() string { return e.cause.Error() }
 // Unwrap keeps the cause reachable for errors.Is/As and message matching.
 func (e classified) Unwrap() error { return e.cause }
 
-// Is lets errors.Is(err, cerrdefs.ErrX) agree with the moby marker.
-func (e classified) Is(target error) bool { return target == e.sentinel }
+// Is lets errors.Is(err, errdefs.ErrX) agree with the moby marker, whichever
+// errdefs the consumer's graph has (see class).
+func (e classified) Is(target error) bool { return e.class.is(target) }
+
+// class is what errors.Is against a sentinel must answer for one class.
+// Which sentinels exist depends on the versions in the consumer's graph:
+// containerd v1.7.12's own errdefs package has sentinels of its own; from
+// v1.7.18 on it aliases github.com/containerd/errdefs, whose v0.1.0 has only
+// seven (no ErrConflict, ErrInternal, ErrPermissionDenied) and whose v0.3.0
+// makes each a typed value carrying the class's marker method. So a class
+// matches its sentinels from both packages by identity, and any target that
+// carries its marker method (v0.3.0's ErrConflict, ErrInternal, ... named by
+// no code here, so this compiles at every floor).
+type class struct {
+	sentinels []error
+	marked    func(error) bool // target itself carries the marker method
+}
+
+func (c *class) is(target error) bool {
+	for _, s := range c.sentinels {
+		if target == s {
+			return true
+		}
+	}
+	return c.marked(target)
+}
+
+// matches reports whether err, or anything it wraps, belongs to the class.
+func (c *class) matches(err error) bool {
+	for _, s := range c.sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return chainHas(err, c.marked)
+}
+
+func newClass(marked func(error) bool, sentinels ...error) *class {
+	c := &class{marked: marked}
+	for _, s := range sentinels {
+		if s != nil && !c.is(s) {
+			c.sentinels = append(c.sentinels, s) // aliases appear once
+		}
+	}
+	return c
+}
+
+// markedBy reports whether err itself (not its causes) has the marker M.
+func markedBy[M any](err error) bool {
+	_, ok := err.(M)
+	return ok
+}
+
+// chainHas walks err's chain (both Unwrap forms) looking for f.
+func chainHas(err error, f func(error) bool) bool {
+	for err != nil {
+		if f(err) {
+			return true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if chainHas(e, f) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+var (
+	classNotFound = newClass(markedBy[interface{ NotFound() }],
+		cerrdefs.ErrNotFound, cdgrpc.ErrNotFound)
+	classConflict = newClass(markedBy[interface{ Conflict() }])
+	classInvalid  = newClass(markedBy[interface{ InvalidParameter() }],
+		cerrdefs.ErrInvalidArgument, cdgrpc.ErrInvalidArgument)
+	classUnavailable = newClass(markedBy[interface{ Unavailable() }],
+		cerrdefs.ErrUnavailable, cdgrpc.ErrUnavailable)
+	classSystem  = newClass(markedBy[interface{ System() }])
+	classUnknown = newClass(markedBy[interface{ Unknown() }],
+		cerrdefs.ErrUnknown, cdgrpc.ErrUnknown)
+	classNotImplemented = newClass(markedBy[interface{ NotImplemented() }],
+		cerrdefs.ErrNotImplemented, cdgrpc.ErrNotImplemented)
+	classForbidden = newClass(markedBy[interface{ Forbidden() }])
+	classCancelled = newClass(markedBy[interface{ Cancelled() }], context.Canceled)
+	classDeadline  = newClass(markedBy[interface{ DeadlineExceeded() }], context.DeadlineExceeded)
+
+	// Not classes of ours, but what the containerd client reports: a
+	// duplicate and a failed precondition become Conflict.
+	classAlreadyExists = newClass(markedBy[interface{ AlreadyExists() }],
+		cerrdefs.ErrAlreadyExists, cdgrpc.ErrAlreadyExists)
+	classFailedPrecondition = newClass(markedBy[interface{ FailedPrecondition() }],
+		cerrdefs.ErrFailedPrecondition, cdgrpc.ErrFailedPrecondition)
+)
 
 type notFound struct{ classified }
 type conflict struct{ classified }
@@ -57,92 +155,85 @@ func (deadline) DeadlineExceeded()         {}
 
 // NotFound marks err as "the object does not exist". A nil err stays nil.
 func NotFound(err error) error {
-	if err == nil || isMarked[interface{ NotFound() }](err) {
+	if err == nil || classNotFound.marked(err) {
 		return err
 	}
-	return notFound{classified{err, cerrdefs.ErrNotFound}}
+	return notFound{classified{err, classNotFound}}
 }
 
 // Conflict marks err as "the request conflicts with the current state" (an ID
 // already in use, a task that must be stopped first). A nil err stays nil.
 func Conflict(err error) error {
-	if err == nil || isMarked[interface{ Conflict() }](err) {
+	if err == nil || classConflict.marked(err) {
 		return err
 	}
-	return conflict{classified{err, cerrdefs.ErrConflict}}
+	return conflict{classified{err, classConflict}}
 }
 
 // InvalidParameter marks err as "the caller's input is wrong". A nil err stays nil.
 func InvalidParameter(err error) error {
-	if err == nil || isMarked[interface{ InvalidParameter() }](err) {
+	if err == nil || classInvalid.marked(err) {
 		return err
 	}
-	return invalidParameter{classified{err, cerrdefs.ErrInvalidArgument}}
+	return invalidParameter{classified{err, classInvalid}}
 }
 
 // Unavailable marks err as "containerd cannot be reached now; try again".
 // A nil err stays nil.
 func Unavailable(err error) error {
-	if err == nil || isMarked[interface{ Unavailable() }](err) {
+	if err == nil || classUnavailable.marked(err) {
 		return err
 	}
-	return unavailable{classified{err, cerrdefs.ErrUnavailable}}
+	return unavailable{classified{err, classUnavailable}}
 }
 
 // System marks err as an internal failure. A nil err stays nil.
 func System(err error) error {
-	if err == nil || isMarked[interface{ System() }](err) {
+	if err == nil || classSystem.marked(err) {
 		return err
 	}
-	return system{classified{err, cerrdefs.ErrInternal}}
+	return system{classified{err, classSystem}}
 }
 
 // Unknown marks err as unclassifiable. A nil err stays nil.
 func Unknown(err error) error {
-	if err == nil || isMarked[interface{ Unknown() }](err) {
+	if err == nil || classUnknown.marked(err) {
 		return err
 	}
-	return unknown{classified{err, cerrdefs.ErrUnknown}}
+	return unknown{classified{err, classUnknown}}
 }
 
 // NotImplemented marks err as "the runtime does not support this". A nil err
 // stays nil.
 func NotImplemented(err error) error {
-	if err == nil || isMarked[interface{ NotImplemented() }](err) {
+	if err == nil || classNotImplemented.marked(err) {
 		return err
 	}
-	return notImplemented{classified{err, cerrdefs.ErrNotImplemented}}
+	return notImplemented{classified{err, classNotImplemented}}
 }
 
 // Forbidden marks err as "permission denied". A nil err stays nil.
 func Forbidden(err error) error {
-	if err == nil || isMarked[interface{ Forbidden() }](err) {
+	if err == nil || classForbidden.marked(err) {
 		return err
 	}
-	return forbidden{classified{err, cerrdefs.ErrPermissionDenied}}
+	return forbidden{classified{err, classForbidden}}
 }
 
 // Cancelled marks err as caused by a cancelled context. A nil err stays nil.
 func Cancelled(err error) error {
-	if err == nil || isMarked[interface{ Cancelled() }](err) {
+	if err == nil || classCancelled.marked(err) {
 		return err
 	}
-	return cancelled{classified{err, context.Canceled}}
+	return cancelled{classified{err, classCancelled}}
 }
 
 // Deadline marks err as caused by an expired deadline. A nil err stays nil.
 func Deadline(err error) error {
-	if err == nil || isMarked[interface{ DeadlineExceeded() }](err) {
+	if err == nil || classDeadline.marked(err) {
 		return err
 	}
-	return deadline{classified{err, context.DeadlineExceeded}}
-}
-
-// isMarked reports whether err itself (not its causes) already carries the
-// marker M, so that classifying twice does not stack wrappers.
-func isMarked[M any](err error) bool {
-	_, ok := err.(M)
-	return ok
+	return deadline{classified{err, classDeadline}}
 }
 
 // alreadyClassified reports whether err is one of ours already.
@@ -182,21 +273,21 @@ func Classify(err error) error {
 		}
 	}
 	switch {
-	case cerrdefs.IsAlreadyExists(err), cerrdefs.IsConflict(err), cerrdefs.IsFailedPrecondition(err):
+	case classAlreadyExists.matches(err), classConflict.matches(err), classFailedPrecondition.matches(err):
 		return Conflict(err)
-	case cerrdefs.IsInvalidArgument(err):
+	case classInvalid.matches(err):
 		return InvalidParameter(err)
-	case cerrdefs.IsUnavailable(err):
+	case classUnavailable.matches(err):
 		return Unavailable(err)
-	case cerrdefs.IsNotImplemented(err):
+	case classNotImplemented.matches(err):
 		return NotImplemented(err)
-	case cerrdefs.IsPermissionDenied(err):
+	case classForbidden.matches(err):
 		return Forbidden(err)
-	case cerrdefs.IsCanceled(err):
+	case classCancelled.matches(err):
 		return Cancelled(err)
-	case cerrdefs.IsDeadlineExceeded(err):
+	case classDeadline.matches(err):
 		return Deadline(err)
-	case cerrdefs.IsInternal(err):
+	case classSystem.matches(err):
 		return System(err)
 	}
 	// In-flight calls fail this way when containerd's socket closes: a lost
@@ -229,7 +320,7 @@ func (e *rpcError) Unwrap() []error { return []error{e.converted, e.original} }
 var notFoundMessages = []string{"container does not exist", "not found", "no such container"}
 
 func isNotFound(err error) bool {
-	if cerrdefs.IsNotFound(err) {
+	if classNotFound.matches(err) {
 		return true
 	}
 	if s, ok := status.FromError(err); ok && s.Code() == codes.NotFound {
@@ -270,11 +361,27 @@ func fromCode(c codes.Code) func(error) error {
 }
 
 // IsNotFound reports whether err, once classified, is NotFound.
-func IsNotFound(err error) bool { return err != nil && cerrdefs.IsNotFound(Classify(err)) }
+func IsNotFound(err error) bool { return err != nil && classNotFound.matches(Classify(err)) }
 
 // IsConflict reports whether err, once classified, is a Conflict.
-func IsConflict(err error) bool { return err != nil && cerrdefs.IsConflict(Classify(err)) }
+func IsConflict(err error) bool { return err != nil && classConflict.matches(Classify(err)) }
 
 // IsAlreadyExists reports whether err says the object already exists (a
 // narrower question than IsConflict: a failed precondition is no duplicate).
-func IsAlreadyExists(err error) bool { return err != nil && cerrdefs.IsAlreadyExists(FromGRPC(err)) }
+func IsAlreadyExists(err error) bool { return err != nil && classAlreadyExists.matches(FromGRPC(err)) }
+
+// Precondition is a Conflict saying the object is in the wrong state for the
+// request. It matches every errdefs's failed-precondition sentinel, as the
+// containerd client's own error would, whichever errdefs the graph has.
+func Precondition(msg string) error {
+	return Conflict(classMember{msg, classFailedPrecondition})
+}
+
+// classMember is an error of our own making that belongs to class.
+type classMember struct {
+	msg   string
+	class *class
+}
+
+func (e classMember) Error() string        { return e.msg }
+func (e classMember) Is(target error) bool { return e.class.is(target) }

@@ -7,11 +7,28 @@ import (
 	"strings"
 	"testing"
 
+	cdefs "github.com/containerd/containerd/errdefs"
 	cerrdefs "github.com/containerd/errdefs"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/lcdkit/libcontainerd/internal/testutil"
 )
+
+// Wrapped causes in errdefs v0.3.0's shape: typed values with a marker.
+type (
+	typedInternal  struct{}
+	typedConflict  struct{}
+	typedForbidden struct{}
+)
+
+func (typedInternal) Error() string  { return "internal" }
+func (typedInternal) System()        {}
+func (typedConflict) Error() string  { return "conflict" }
+func (typedConflict) Conflict()      {}
+func (typedForbidden) Error() string { return "permission denied" }
+func (typedForbidden) Forbidden()    {}
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -29,42 +46,39 @@ type (
 	mobyDeadline         interface{ DeadlineExceeded() }
 )
 
-// class names one class by how each classifier sees it.
-type class struct {
-	name     string
-	moby     func(error) bool // moby's marker check
-	sentinel error            // what errors.Is must match
-	cd       func(error) bool // containerd's IsX
+// testClass names one class by how each classifier sees it.
+type testClass struct {
+	name string
+	moby func(error) bool // moby's marker check
 }
 
 func has[M any](err error) bool { _, ok := err.(M); return ok }
 
 var (
-	classNotFound  = class{"NotFound", has[mobyNotFound], cerrdefs.ErrNotFound, cerrdefs.IsNotFound}
-	classConflict  = class{"Conflict", has[mobyConflict], cerrdefs.ErrConflict, cerrdefs.IsConflict}
-	classInvalid   = class{"InvalidParameter", has[mobyInvalidParameter], cerrdefs.ErrInvalidArgument, cerrdefs.IsInvalidArgument}
-	classUnavail   = class{"Unavailable", has[mobyUnavailable], cerrdefs.ErrUnavailable, cerrdefs.IsUnavailable}
-	classSystem    = class{"System", has[mobySystem], cerrdefs.ErrInternal, cerrdefs.IsInternal}
-	classUnknown   = class{"Unknown", has[mobyUnknown], cerrdefs.ErrUnknown, cerrdefs.IsUnknown}
-	classNotImpl   = class{"NotImplemented", has[mobyNotImplemented], cerrdefs.ErrNotImplemented, cerrdefs.IsNotImplemented}
-	classForbidden = class{"Forbidden", has[mobyForbidden], cerrdefs.ErrPermissionDenied, cerrdefs.IsPermissionDenied}
-	classCancelled = class{"Cancelled", has[mobyCancelled], context.Canceled, cerrdefs.IsCanceled}
-	classDeadline  = class{"Deadline", has[mobyDeadline], context.DeadlineExceeded, cerrdefs.IsDeadlineExceeded}
-	allClasses     = []class{classNotFound, classConflict, classInvalid, classUnavail, classSystem, classUnknown, classNotImpl, classForbidden, classCancelled, classDeadline}
+	wantNotFound  = testClass{"NotFound", has[mobyNotFound]}
+	wantConflict  = testClass{"Conflict", has[mobyConflict]}
+	wantInvalid   = testClass{"InvalidParameter", has[mobyInvalidParameter]}
+	wantUnavail   = testClass{"Unavailable", has[mobyUnavailable]}
+	wantSystem    = testClass{"System", has[mobySystem]}
+	wantUnknown   = testClass{"Unknown", has[mobyUnknown]}
+	wantNotImpl   = testClass{"NotImplemented", has[mobyNotImplemented]}
+	wantForbidden = testClass{"Forbidden", has[mobyForbidden]}
+	wantCancelled = testClass{"Cancelled", has[mobyCancelled]}
+	wantDeadline  = testClass{"Deadline", has[mobyDeadline]}
+	allClasses    = []testClass{wantNotFound, wantConflict, wantInvalid, wantUnavail, wantSystem, wantUnknown, wantNotImpl, wantForbidden, wantCancelled, wantDeadline}
 )
 
 // assertClass checks err from both directions: it is in want for moby and for
 // containerd, and in no other class for moby.
-func assertClass(t *testing.T, err error, want class) {
+func assertClass(t *testing.T, err error, want testClass) {
 	t.Helper()
 	if !want.moby(err) {
 		t.Errorf("%v: moby marker %s missing (type %T)", err, want.name, err)
 	}
-	if !errors.Is(err, want.sentinel) {
-		t.Errorf("%v: errors.Is(err, %v) = false", err, want.sentinel)
-	}
-	if !want.cd(err) {
-		t.Errorf("%v: containerd Is%s = false", err, want.name)
+	for _, target := range testutil.ErrdefsTargets(want.name) {
+		if !errors.Is(err, target) {
+			t.Errorf("%v: errors.Is(err, %T %v) = false", err, target, target)
+		}
 	}
 	for _, other := range allClasses {
 		if other.name != want.name && other.moby(err) {
@@ -76,18 +90,18 @@ func assertClass(t *testing.T, err error, want class) {
 func TestConstructors(t *testing.T) {
 	cases := []struct {
 		ctor func(error) error
-		want class
+		want testClass
 	}{
-		{NotFound, classNotFound},
-		{Conflict, classConflict},
-		{InvalidParameter, classInvalid},
-		{Unavailable, classUnavail},
-		{System, classSystem},
-		{Unknown, classUnknown},
-		{NotImplemented, classNotImpl},
-		{Forbidden, classForbidden},
-		{Cancelled, classCancelled},
-		{Deadline, classDeadline},
+		{NotFound, wantNotFound},
+		{Conflict, wantConflict},
+		{InvalidParameter, wantInvalid},
+		{Unavailable, wantUnavail},
+		{System, wantSystem},
+		{Unknown, wantUnknown},
+		{NotImplemented, wantNotImpl},
+		{Forbidden, wantForbidden},
+		{Cancelled, wantCancelled},
+		{Deadline, wantDeadline},
 	}
 	for _, tc := range cases {
 		t.Run(tc.want.name, func(t *testing.T) {
@@ -124,33 +138,38 @@ func TestClassify(t *testing.T) {
 	cases := []struct {
 		name string
 		err  error
-		want class
+		want testClass
 	}{
-		{"errdefs not found", fmt.Errorf("container x: %w", cerrdefs.ErrNotFound), classNotFound},
-		{"grpc not found", status.Error(codes.NotFound, "task x"), classNotFound},
-		{"message container does not exist", errors.New("runc: container does not exist"), classNotFound},
-		{"message not found", errors.New("exec process not found"), classNotFound},
-		{"message no such container", errors.New("no such container: x"), classNotFound},
-		{"not found text beats precondition code", status.Error(codes.FailedPrecondition, "process not found"), classNotFound},
-		{"errdefs already exists", fmt.Errorf("container x: %w", cerrdefs.ErrAlreadyExists), classConflict},
-		{"grpc already exists", status.Error(codes.AlreadyExists, "x"), classConflict},
-		{"errdefs failed precondition", fmt.Errorf("task must be stopped: %w", cerrdefs.ErrFailedPrecondition), classConflict},
-		{"grpc failed precondition", status.Error(codes.FailedPrecondition, "running"), classConflict},
-		{"errdefs invalid", fmt.Errorf("bad: %w", cerrdefs.ErrInvalidArgument), classInvalid},
-		{"grpc invalid", status.Error(codes.InvalidArgument, "bad"), classInvalid},
-		{"grpc unavailable", status.Error(codes.Unavailable, "connection error: EOF"), classUnavail},
-		{"errdefs unavailable", fmt.Errorf("x: %w", cerrdefs.ErrUnavailable), classUnavail},
-		{"transport is closing", errors.New("rpc error: code = Unknown desc = transport is closing"), classUnavail},
-		{"grpc internal", status.Error(codes.Internal, "boom"), classSystem},
-		{"errdefs internal", fmt.Errorf("x: %w", cerrdefs.ErrInternal), classSystem},
-		{"grpc unimplemented", status.Error(codes.Unimplemented, "no"), classNotImpl},
-		{"grpc permission denied", status.Error(codes.PermissionDenied, "no"), classForbidden},
-		{"context canceled", fmt.Errorf("op: %w", context.Canceled), classCancelled},
-		{"grpc canceled", status.Error(codes.Canceled, "context canceled"), classCancelled},
-		{"context deadline", fmt.Errorf("op: %w", context.DeadlineExceeded), classDeadline},
-		{"grpc deadline", status.Error(codes.DeadlineExceeded, "slow"), classDeadline},
-		{"plain text", errors.New("OCI runtime exec failed: permission denied"), classUnknown},
-		{"grpc unknown", status.Error(codes.Unknown, "runc did something"), classUnknown},
+		{"errdefs not found", fmt.Errorf("container x: %w", cerrdefs.ErrNotFound), wantNotFound},
+		{"grpc not found", status.Error(codes.NotFound, "task x"), wantNotFound},
+		{"message container does not exist", errors.New("runc: container does not exist"), wantNotFound},
+		{"message not found", errors.New("exec process not found"), wantNotFound},
+		{"message no such container", errors.New("no such container: x"), wantNotFound},
+		{"not found text beats precondition code", status.Error(codes.FailedPrecondition, "process not found"), wantNotFound},
+		{"errdefs already exists", fmt.Errorf("container x: %w", cerrdefs.ErrAlreadyExists), wantConflict},
+		{"grpc already exists", status.Error(codes.AlreadyExists, "x"), wantConflict},
+		{"errdefs failed precondition", fmt.Errorf("task must be stopped: %w", cerrdefs.ErrFailedPrecondition), wantConflict},
+		{"grpc failed precondition", status.Error(codes.FailedPrecondition, "running"), wantConflict},
+		{"errdefs invalid", fmt.Errorf("bad: %w", cerrdefs.ErrInvalidArgument), wantInvalid},
+		{"grpc invalid", status.Error(codes.InvalidArgument, "bad"), wantInvalid},
+		{"grpc unavailable", status.Error(codes.Unavailable, "connection error: EOF"), wantUnavail},
+		{"errdefs unavailable", fmt.Errorf("x: %w", cerrdefs.ErrUnavailable), wantUnavail},
+		{"transport is closing", errors.New("rpc error: code = Unknown desc = transport is closing"), wantUnavail},
+		{"grpc internal", status.Error(codes.Internal, "boom"), wantSystem},
+		{"client errdefs not found (v1.7.12's own sentinel)", fmt.Errorf("x: %w", cdefs.ErrNotFound), wantNotFound},
+		{"client errdefs already exists", fmt.Errorf("x: %w", cdefs.ErrAlreadyExists), wantConflict},
+		{"client errdefs unavailable", fmt.Errorf("x: %w", cdefs.ErrUnavailable), wantUnavail},
+		{"typed internal sentinel (errdefs v0.3.0 shape)", fmt.Errorf("x: %w", typedInternal{}), wantSystem},
+		{"typed conflict sentinel", fmt.Errorf("x: %w", typedConflict{}), wantConflict},
+		{"typed permission sentinel", fmt.Errorf("x: %w", typedForbidden{}), wantForbidden},
+		{"grpc unimplemented", status.Error(codes.Unimplemented, "no"), wantNotImpl},
+		{"grpc permission denied", status.Error(codes.PermissionDenied, "no"), wantForbidden},
+		{"context canceled", fmt.Errorf("op: %w", context.Canceled), wantCancelled},
+		{"grpc canceled", status.Error(codes.Canceled, "context canceled"), wantCancelled},
+		{"context deadline", fmt.Errorf("op: %w", context.DeadlineExceeded), wantDeadline},
+		{"grpc deadline", status.Error(codes.DeadlineExceeded, "slow"), wantDeadline},
+		{"plain text", errors.New("OCI runtime exec failed: permission denied"), wantUnknown},
+		{"grpc unknown", status.Error(codes.Unknown, "runc did something"), wantUnknown},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

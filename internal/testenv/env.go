@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
+	runcoptions "github.com/containerd/containerd/runtime/v2/runc/options"
 	"go.uber.org/goleak"
 
 	"github.com/lcdkit/libcontainerd/internal/rootfs"
