@@ -13,8 +13,10 @@
 // Runtime types and the options they get:
 //
 //   - io.containerd.runc.v1, io.containerd.runc.v2: the runc shim's
-//     *options.Options from github.com/containerd/containerd/api/types/runc/options
-//     (the same type as the deprecated runtime/v2/runc/options alias).
+//     *options.Options from github.com/containerd/containerd/runtime/v2/runc/options,
+//     the type moby asserts (at later containerd patches an alias of
+//     api/types/runc/options.Options). CriuPath, which runc ignores, is
+//     refused.
 //   - io.containerd.runtime.v1.linux (containerd's legacy v1 runtime) and the
 //     Windows-only io.containerd.runhcs.* runtimes: rejected.
 //   - any other runtime type (io.containerd.runsc.v1, io.containerd.kata.v2, a
@@ -22,6 +24,11 @@
 //     github.com/containerd/containerd/pkg/runtimeoptions/v1 (TypeUrl,
 //     ConfigPath, ConfigBody), which is what containerd's CRI plugin and moby
 //     use for runtimes they do not know.
+//
+// The keys are the exported fields of the message, read by reflection, so
+// they follow the containerd version in the consumer's module graph (for
+// example, TaskApiAddress and TaskApiVersion exist only at later v1.7
+// patches).
 //
 // Keys are matched the way go-toml v1 (which moby and containerd use for
 // this) matches struct fields: the Go field name ("BinaryName"), all lower

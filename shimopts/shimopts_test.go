@@ -7,21 +7,24 @@ import (
 	"errors"
 	"math"
 	"reflect"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/containerd/containerd"
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/containers"
 	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
 	"github.com/containerd/containerd/plugin"
 	cproto "github.com/containerd/containerd/protobuf/proto"
-	deprecatedrunc "github.com/containerd/containerd/runtime/v2/runc/options"
+	runcoptions "github.com/containerd/containerd/runtime/v2/runc/options"
 	cerrdefs "github.com/containerd/errdefs"
 	"go.uber.org/goleak"
 )
+
+// Only runtime/v2/runc/options, never also api/types/runc/options: at some
+// containerd patches both register the same proto name and a binary with
+// both panics at init. At later patches this one is a deprecated alias.
+//lint:file-ignore SA1019 moby's import path for the runc options
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -116,15 +119,14 @@ func TestRuntimeTypes(t *testing.T) {
 	}
 }
 
-// The runc result is also the type of the deprecated runtime/v2/runc/options
-// path, which is an alias of it.
-func TestRuncDeprecatedAlias(t *testing.T) {
+// The runc result is the type moby asserts: *options.Options from
+// runtime/v2/runc/options.
+func TestRuncMobyType(t *testing.T) {
 	got, err := Generate(plugin.RuntimeRuncV2, map[string]any{"BinaryName": "crun"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	//lint:ignore SA1019 moby v27 asserts the deprecated alias: it must stay the same type
-	o, ok := got.(*deprecatedrunc.Options)
+	o, ok := got.(*runcoptions.Options)
 	if !ok || o.BinaryName != "crun" {
 		t.Fatalf("got %#v, want *options.Options with BinaryName crun", got)
 	}
@@ -146,7 +148,6 @@ func TestRuncKeys(t *testing.T) {
 		{"ShimCgroup", &runcoptions.Options{ShimCgroup: "/usr/bin/crun"}},
 		{"CriuImagePath", &runcoptions.Options{CriuImagePath: "/usr/bin/crun"}},
 		{"CriuWorkPath", &runcoptions.Options{CriuWorkPath: "/usr/bin/crun"}},
-		{"TaskApiAddress", &runcoptions.Options{TaskApiAddress: "/usr/bin/crun"}},
 	} {
 		cases = append(cases, tc{s.key, "/usr/bin/crun", s.want})
 	}
@@ -166,7 +167,6 @@ func TestRuncKeys(t *testing.T) {
 	}{
 		{"IoUid", &runcoptions.Options{IoUid: 1000}},
 		{"IoGid", &runcoptions.Options{IoGid: 1000}},
-		{"TaskApiVersion", &runcoptions.Options{TaskApiVersion: 1000}},
 	} {
 		// JSON gives float64 (or json.Number with UseNumber), TOML gives
 		// int64, and a Go caller may use any integer type.
@@ -188,18 +188,31 @@ func TestRuncKeys(t *testing.T) {
 
 func TestRuncAllKeysTogether(t *testing.T) {
 	// A daemon.json excerpt, decoded the way a daemon decodes it.
-	const doc = `{
+	doc := `{
 		"BinaryName": "/usr/bin/crun", "Root": "/run/crun", "ShimCgroup": "/shim",
 		"IoUid": 1000, "IoGid": 1001, "SystemdCgroup": true, "NoPivotRoot": true,
-		"NoNewKeyring": true, "CriuImagePath": "/img", "CriuWorkPath": "/work",
-		"TaskApiAddress": "ttrpc+unix:///run/task.sock", "TaskApiVersion": 3
-	}`
+		"NoNewKeyring": true, "CriuImagePath": "/img", "CriuWorkPath": "/work"`
 	want := &runcoptions.Options{
 		BinaryName: "/usr/bin/crun", Root: "/run/crun", ShimCgroup: "/shim",
 		IoUid: 1000, IoGid: 1001, SystemdCgroup: true, NoPivotRoot: true,
 		NoNewKeyring: true, CriuImagePath: "/img", CriuWorkPath: "/work",
-		TaskApiAddress: "ttrpc+unix:///run/task.sock", TaskApiVersion: 3,
 	}
+	// Fields only later containerd patches have, set by reflection so that
+	// this compiles at every patch.
+	for _, extra := range []struct {
+		name string
+		json string
+		want any
+	}{
+		{"TaskApiAddress", `"ttrpc+unix:///run/task.sock"`, "ttrpc+unix:///run/task.sock"},
+		{"TaskApiVersion", `3`, uint32(3)},
+	} {
+		if f := reflect.ValueOf(want).Elem().FieldByName(extra.name); f.IsValid() {
+			doc += `, "` + extra.name + `": ` + extra.json
+			f.Set(reflect.ValueOf(extra.want))
+		}
+	}
+	doc += "}"
 	for _, useNumber := range []bool{false, true} {
 		dec := json.NewDecoder(strings.NewReader(doc))
 		if useNumber {
@@ -310,7 +323,7 @@ func TestWrongValues(t *testing.T) {
 		{"fraction", "IoUid", 1.5, "1.5 is not a whole number"},
 		{"fraction json.Number", "IoUid", json.Number("1.5"), "1.5 is not a whole number"},
 		{"too big int64", "IoUid", int64(math.MaxUint32) + 1, "4294967296 is out of range"},
-		{"too big float64", "TaskApiVersion", float64(math.MaxUint32) + 1, "4294967296 is out of range"},
+		{"too big float64", "IoUid", float64(math.MaxUint32) + 1, "4294967296 is out of range"},
 		{"too big uint64", "IoGid", uint64(math.MaxUint64), "18446744073709551615 is out of range"},
 		{"huge float64", "IoUid", 1e300, "1e+300 is out of range"},
 		{"max float64", "IoUid", math.MaxFloat64, "out of range"},
@@ -419,37 +432,201 @@ func TestGenericOptions(t *testing.T) {
 	}
 }
 
-// Every exported field of each message is in its schema and nothing else
-// is, so a field added to containerd's messages shows up here.
+// The schema is read off the struct: every exported field is settable under
+// each of its spellings or refused by name, and nothing else is a key, so a
+// field containerd adds at some patch needs no code here.
 func TestSchemaCoversStruct(t *testing.T) {
-	check := func(t *testing.T, msg any, names []string) {
-		var want []string
-		rt := reflect.TypeOf(msg).Elem()
-		for i := 0; i < rt.NumField(); i++ {
-			if f := rt.Field(i); f.IsExported() {
-				want = append(want, f.Name)
+	t.Run("runc", func(t *testing.T) { checkSchema(t, runcSchema, runcRefused) })
+	t.Run("generic", func(t *testing.T) { checkSchema(t, genericSchema, nil) })
+}
+
+func checkSchema[T any](t *testing.T, s *schema[T], refused map[string]string) {
+	rt := reflect.TypeOf((*T)(nil)).Elem()
+	var want []string
+	for i := 0; i < rt.NumField(); i++ {
+		f := rt.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if why, ok := refused[f.Name]; ok {
+			if got := s.removed[f.Name]; got != why {
+				t.Errorf("refused field %s: reason %q, want %q", f.Name, got, why)
+			}
+			continue
+		}
+		want = append(want, f.Name) // a type the schema skips fails here
+	}
+	var got []string
+	for i, f := range s.fields {
+		got = append(got, f.name)
+		for _, k := range spellings(f.name) {
+			if j, ok := s.byKey[k]; !ok || j != i {
+				t.Errorf("spelling %q of %s maps to %d (%v), want %d", k, f.name, j, ok, i)
 			}
 		}
-		sort.Strings(want)
-		sort.Strings(names)
-		if !reflect.DeepEqual(names, want) {
-			t.Errorf("schema of %T has %v, the struct has %v", msg, names, want)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("schema of %v has %v, the struct has %v", rt, got, want)
+	}
+	for k, i := range s.byKey {
+		found := false
+		for _, sp := range spellings(s.fields[i].name) {
+			found = found || sp == k
+		}
+		if !found {
+			t.Errorf("key %q is no spelling of %s", k, s.fields[i].name)
+		}
+		if _, ok := s.removed[k]; ok {
+			t.Errorf("%q is both removed and a field", k)
 		}
 	}
-	var runc, generic []string
-	for _, f := range runcSchema.fields {
-		runc = append(runc, f.name)
+	// Refused even at the patches whose struct no longer has the field.
+	for name := range refused {
+		for _, k := range spellings(name) {
+			if _, ok := s.removed[k]; !ok {
+				t.Errorf("%q (a spelling of %s) is not refused", k, name)
+			}
+		}
 	}
-	for _, f := range genericSchema.fields {
-		generic = append(generic, f.name)
-	}
-	check(t, &runcoptions.Options{}, runc)
-	check(t, &runtimeoptions.Options{}, generic)
+}
 
-	// A removed key must not also be a live one.
-	for k := range runcSchema.removed {
-		if _, ok := runcSchema.byKey[k]; ok {
-			t.Errorf("%q is both removed and a field", k)
+// Whatever fields the struct in this build's graph has (TaskApiAddress and
+// TaskApiVersion only at later containerd patches), each is settable through
+// Generate by its name and each spelling, and sets only itself.
+func TestEveryFieldSettable(t *testing.T) {
+	for _, tc := range []struct {
+		runtimeType string
+		msg         any // a pointer to the empty message
+		refused     map[string]string
+	}{
+		{plugin.RuntimeRuncV2, &runcoptions.Options{}, runcRefused},
+		{"io.containerd.kata.v2", &runtimeoptions.Options{}, nil},
+	} {
+		rt := reflect.TypeOf(tc.msg).Elem()
+		for i := 0; i < rt.NumField(); i++ {
+			f := rt.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			var in, stored any
+			switch f.Type.Kind() {
+			case reflect.Bool:
+				in, stored = true, true
+			case reflect.String:
+				in, stored = "/value/of/"+f.Name, "/value/of/"+f.Name
+			case reflect.Uint32:
+				in, stored = float64(4000000000), uint32(4000000000) // as JSON gives it
+			case reflect.Slice:
+				in, stored = "body", []byte("body")
+			default:
+				t.Errorf("%v.%s: no test value for %v", rt, f.Name, f.Type)
+				continue
+			}
+			want := reflect.New(rt)
+			want.Elem().Field(i).Set(reflect.ValueOf(stored))
+			for _, key := range spellings(f.Name) {
+				got, err := Generate(tc.runtimeType, map[string]any{key: in})
+				if why, ok := tc.refused[f.Name]; ok {
+					checkInvalid(t, err, `option "`+key+`" is not supported`, why)
+					continue
+				}
+				if err != nil {
+					t.Errorf("%s: %v", key, err)
+					continue
+				}
+				checkSame(t, got, want.Interface())
+			}
+		}
+	}
+}
+
+type testEnum int32
+
+type testKinds struct {
+	sizeCache int32 // unexported: skipped, as protoimpl's fields are
+
+	B      bool
+	S      string
+	U32    uint32
+	U64    uint64
+	I32    int32
+	I64    int64
+	Raw    []byte
+	Enum   testEnum               // named: refused
+	Opt    *string                // proto3 optional: refused
+	List   []string               // refused
+	Tagged string                 `protobuf_oneof:"choice"` // refused whatever its type
+	F      float64                // refused
+	M      map[string]string      // refused
+	Ab, AB string                 // share the spelling "ab"
+	Iface  interface{ isOneof() } // refused
+}
+
+// The reflected schema on a struct with every kind a message might have.
+func TestReflectedKinds(t *testing.T) {
+	s := newSchema[testKinds](map[string]string{"Gone": "it went away"})
+	var names []string
+	for _, f := range s.fields {
+		names = append(names, f.name)
+	}
+	if want := []string{"B", "S", "U32", "U64", "I32", "I64", "Raw", "Ab", "AB"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("settable fields %v, want %v", names, want)
+	}
+	const i32 = "(want a whole number from -2147483648 to 2147483647)"
+	const i64 = "(want a whole number from -9223372036854775808 to 9223372036854775807)"
+	const u64 = "(want a whole number from 0 to 18446744073709551615)"
+	for _, tc := range []struct {
+		opts map[string]any
+		want testKinds // when err is ""
+		err  string
+	}{
+		{opts: map[string]any{"b": true, "s": "x", "u32": int64(7), "raw": "r"},
+			want: testKinds{B: true, S: "x", U32: 7, Raw: []byte("r")}},
+		{opts: map[string]any{"U64": uint64(math.MaxUint64)}, want: testKinds{U64: math.MaxUint64}},
+		{opts: map[string]any{"U64": json.Number("18446744073709551615")}, want: testKinds{U64: math.MaxUint64}},
+		{opts: map[string]any{"U64": float64(1 << 63)}, want: testKinds{U64: 1 << 63}},
+		{opts: map[string]any{"U64": float64(1 << 64)}, err: "18446744073709552000 is out of range " + u64},
+		{opts: map[string]any{"U64": json.Number("18446744073709551616")}, err: "out of range " + u64},
+		{opts: map[string]any{"U64": int64(-1)}, err: "-1 is negative " + u64},
+		{opts: map[string]any{"I32": float64(-5)}, want: testKinds{I32: -5}},
+		{opts: map[string]any{"I32": json.Number("-2147483648")}, want: testKinds{I32: math.MinInt32}},
+		{opts: map[string]any{"I32": uint8(200)}, want: testKinds{I32: 200}},
+		{opts: map[string]any{"I32": int64(math.MinInt32) - 1}, err: "-2147483649 is out of range " + i32},
+		{opts: map[string]any{"I32": float64(math.MaxInt32) + 1}, err: "2147483648 is out of range " + i32},
+		{opts: map[string]any{"I32": -1.5}, err: "-1.5 is not a whole number " + i32},
+		{opts: map[string]any{"I32": math.Inf(-1)}, err: "-Inf is not a finite number " + i32},
+		{opts: map[string]any{"I32": "1"}, err: "want a whole number from -2147483648 to 2147483647, got a string"},
+		{opts: map[string]any{"I32": json.Number("x")}, err: `"x" is not a number ` + i32},
+		{opts: map[string]any{"I64": int64(math.MinInt64)}, want: testKinds{I64: math.MinInt64}},
+		{opts: map[string]any{"I64": float64(math.MinInt64)}, want: testKinds{I64: math.MinInt64}},
+		{opts: map[string]any{"I64": float64(1 << 63)}, err: "9223372036854776000 is out of range " + i64},
+		{opts: map[string]any{"I64": uint64(1 << 63)}, err: "9223372036854775808 is out of range " + i64},
+		{opts: map[string]any{"I64": json.Number("9223372036854775808")}, err: "out of range " + i64},
+		// As a float this would round to math.MinInt64.
+		{opts: map[string]any{"I64": json.Number("-9223372036854775809")}, err: "out of range " + i64},
+		{opts: map[string]any{"Enum": 1}, err: `option "Enum" is not supported: shimopts cannot set a field of type shimopts.testEnum`},
+		{opts: map[string]any{"opt": "x"}, err: `option "opt" is not supported: shimopts cannot set a field of type *string`},
+		{opts: map[string]any{"List": []any{"x"}}, err: `option "List" is not supported`},
+		{opts: map[string]any{"tagged": "x"}, err: `option "tagged" is not supported`},
+		{opts: map[string]any{"F": 1.5}, err: `option "F" is not supported: shimopts cannot set a field of type float64`},
+		{opts: map[string]any{"M": map[string]any{}}, err: `option "M" is not supported`},
+		{opts: map[string]any{"Iface": "x"}, err: `option "Iface" is not supported`},
+		{opts: map[string]any{"GONE": 1}, err: `option "GONE" is not supported: it went away`},
+		{opts: map[string]any{"Ab": "1", "aB": "2"}, want: testKinds{Ab: "1", AB: "2"}},
+		{opts: map[string]any{"AB": "2"}, want: testKinds{AB: "2"}},
+		{opts: map[string]any{"ab": "x"}, err: `option "ab" is not supported: it could mean any of Ab, AB; use the exact field name`},
+	} {
+		got, err := decode("test", tc.opts, s)
+		if tc.err != "" {
+			checkInvalid(t, err, tc.err)
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", tc.opts, err)
+			continue
+		}
+		if got.sizeCache != 0 || !reflect.DeepEqual(*got, tc.want) {
+			t.Errorf("%v: got %+v, want %+v", tc.opts, *got, tc.want)
 		}
 	}
 }
