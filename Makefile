@@ -19,7 +19,7 @@ DEBIAN_PACKAGES := containerd runc busybox-static criu
 # One binary per package: present means installed.
 DEPS_BINARIES := containerd containerd-shim-runc-v2 runc busybox criu
 
-.PHONY: all deps build demo test test-unit test-fuzz test-integration bench soak lint clean
+.PHONY: all deps build demo test test-unit test-fuzz test-integration test-newest test-dropin bench soak lint clean
 
 all: build
 
@@ -60,6 +60,19 @@ test-integration:
 	$(GO) build -o bin/testjson ./internal/cmd/testjson
 	$(GOTEST) -race -count=1 -json -timeout 20m $(TESTFLAGS) $(INTEGRATION_PKGS) \
 		| bin/testjson $(addprefix -require ,$(INTEGRATION_PKGS))
+
+# The same suites with the dependencies at their newest v1.7 patch: go.mod
+# holds the floors a consumer inherits, testdata/newest.mod the ceiling.
+NEWEST_MODFILE := testdata/newest.mod
+test-newest: deps
+	GOFLAGS=-modfile=$(NEWEST_MODFILE) $(GO) mod download
+	GOFLAGS=-modfile=$(NEWEST_MODFILE) $(MAKE) test-unit test-integration
+
+# moby's own source on this library, inside moby's own dependency graph:
+# dockerd builds, every package importing us vets, moby's unit tests pass.
+DROPIN_VERSIONS ?= v25.0.8 v26.1.5 v27.5.1
+test-dropin:
+	DROPIN_VERSIONS="$(DROPIN_VERSIONS)" hack/test-dropin.sh
 
 bench: deps
 	$(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
