@@ -1,5 +1,14 @@
 module github.com/lcdkit/libcontainerd
 
+// Floors, not ceilings: a library's requirement becomes every consumer's
+// minimum (SPEC §12), so each is the lowest version the code works with that
+// every moby line we mirror already has. containerd v1.7.12 is moby v25.0.8's
+// (v26.1.5 has v1.7.18, v27.5.1 v1.7.24); errdefs v0.1.0 is v26.1.5's; go
+// 1.21 is v25's and v26's language version. containerd/api is not required:
+// at v1.7.12 its packages live in the main module. grpc, protobuf, typeurl,
+// cgroups and x/sys are what containerd v1.7.12 itself requires.
+// testdata/newest.mod is the ceiling (`make test-newest`); `make test-dropin`
+// builds moby's own source on this module.
 go 1.21
 
 require (
