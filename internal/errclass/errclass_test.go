@@ -202,3 +202,27 @@ func TestClassifyNilAndIdempotent(t *testing.T) {
 		t.Fatal("classifying a classified error changed it")
 	}
 }
+
+// Precondition answers every errdefs's failed-precondition sentinel (the
+// client's own at v1.7.12, errdefs v0.1.0's, v0.3.0's typed marker) and is a
+// Conflict to both classifiers.
+func TestPrecondition(t *testing.T) {
+	err := Precondition("cannot delete container x: it has a task")
+	assertClass(t, err, wantConflict)
+	for _, target := range []error{cdefs.ErrFailedPrecondition, cerrdefs.ErrFailedPrecondition, typedPrecondition{}} {
+		if !errors.Is(err, target) {
+			t.Errorf("errors.Is(%q, %T) = false", err, target)
+		}
+	}
+	if errors.Is(err, cerrdefs.ErrNotFound) || errors.Is(err, cdefs.ErrAlreadyExists) {
+		t.Errorf("%q matches a sentinel of another class", err)
+	}
+	if err.Error() != "cannot delete container x: it has a task" {
+		t.Errorf("message changed: %q", err)
+	}
+}
+
+type typedPrecondition struct{}
+
+func (typedPrecondition) Error() string       { return "failed precondition" }
+func (typedPrecondition) FailedPrecondition() {}
