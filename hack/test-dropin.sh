@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Drop-in check: moby's own source, with libcontainerd/ removed and only the
 # import prefix rewritten to this checkout, builds dockerd, vets every package
-# that imports the library, and passes moby's own unit tests of the packages
-# built on it, inside moby's own dependency graph (its vendor.mod).
+# that imports the library, passes moby's own unit tests of the packages
+# built on it, inside moby's own dependency graph (its vendor.mod), and the
+# dockerd it built runs containers (hack/dropin-run.sh).
 #
 #   hack/test-dropin.sh [VERSION...]      default: the versions in DROPIN_VERSIONS
 #
@@ -38,12 +39,12 @@ step() {
 }
 
 check() {
-	local version=$1 src dir start t0 built=fail vetted=fail tested=fail
+	local version=$1 src dir start t0 built=fail vetted=fail tested=fail ran=fail
 	start=$(date +%s)
 	src=$(go mod download -json "github.com/docker/docker@${version}+incompatible" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	if [ -z "$src" ] || [ ! -f "$src/vendor.mod" ]; then
 		echo "--- $version: cannot download moby's source" >&2
-		results+=("$(printf '%-9s %-6s %-6s %-6s %5ss' "$version" fail - - $(($(date +%s) - start)))")
+		results+=("$(printf '%-9s %-6s %-6s %-6s %-6s %5ss' "$version" fail - - - $(($(date +%s) - start)))")
 		return 1
 	fi
 	dir=$work/$version
@@ -86,7 +87,13 @@ check() {
 	else
 		ok=1
 	fi
-	results+=("$(printf '%-9s %-6s %-6s %-6s %5ss (build %ss, %d packages vetted)' "$version" "$built" "$vetted" "$tested" $(($(date +%s) - start)) "$tb" "$(echo "$pkgs" | wc -w)")")
+	if [ "$built" = ok ] && step run "$work/$version.run.log" "$repo/hack/dropin-run.sh" "$work/dockerd-$version"; then
+		ran="ok"
+	else
+		ok=1
+	fi
+	results+=("$(printf '%-9s %-6s %-6s %-6s %-6s %5ss (build %ss, %d packages vetted)' "$version" "$built" "$vetted" "$tested" "$ran" $(($(date +%s) - start)) "$tb" "$(echo "$pkgs" | wc -w)")")
+	rm -f "$work/dockerd-$version"
 	rm -rf "$dir"
 	return $ok
 }
@@ -97,7 +104,7 @@ for version in "${versions[@]}"; do
 done
 
 echo
-printf '%-9s %-6s %-6s %-6s %s\n' MOBY BUILD VET TESTS TIME
+printf '%-9s %-6s %-6s %-6s %-6s %s\n' MOBY BUILD VET TESTS RUN TIME
 printf '%s\n' "${results[@]}"
 if [ $failed -ne 0 ]; then
 	echo "drop-in check FAILED" >&2
