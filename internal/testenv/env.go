@@ -109,13 +109,17 @@ func New() (*Env, error) {
 var nsUnsafe = regexp.MustCompile(`[^a-zA-Z0-9]+`)
 
 // Namespace returns a fresh containerd namespace for t: the cgroup path
-// /<ns>/<id> is host-global, so every test gets its own.
+// /<ns>/<id> is host-global, so every test gets its own, and so does every
+// test binary (the pid in the name): two suites running at once on one host
+// (two checkouts, or test-compat beside make test) would otherwise share
+// /lcd-1-testx/c1, and one run's kill of its task (runc signals the whole
+// cgroup) would kill the other's container.
 func (e *Env) Namespace(t testing.TB) string {
 	name := strings.Trim(nsUnsafe.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
 	if len(name) > 40 {
 		name = strings.TrimRight(name[:40], "-")
 	}
-	ns := fmt.Sprintf("lcd-%d-%s", e.nsCounter.Add(1), name)
+	ns := fmt.Sprintf("lcd%d-%d-%s", os.Getpid(), e.nsCounter.Add(1), name)
 	e.mu.Lock()
 	e.namespaces = append(e.namespaces, ns)
 	e.mu.Unlock()
