@@ -35,8 +35,9 @@ func (c *container) newTask(pid uint32, rio cio.IO) *task {
 	return &task{p}
 }
 
-// Start starts the created task. On failure the caller cleans up with
-// ForceDelete, as moby's daemon does.
+// Start starts the created task, or restores it when NewTask was given a
+// checkpoint. On failure the caller cleans up with ForceDelete, as moby's
+// daemon does.
 func (t *task) Start(ctx context.Context) error {
 	r, err := t.tasks().Start(t.ctx(ctx), &tasks.StartRequest{ContainerID: t.ctr.id})
 	if err != nil {
@@ -90,14 +91,15 @@ func (t *task) ForceDelete(ctx context.Context) error {
 			return wrapErrorf(err, "kill task "+t.ctr.id)
 		}
 		// Nothing to kill: a stopped task ("process already finished"),
-		// one exiting right now, or one created from a checkpoint whose
-		// restore failed at Start. That one stays "created" with no
-		// process, and a Wait on it would never return.
+		// one exiting right now (the only one to wait for), or one
+		// created from a checkpoint whose restore failed at Start. That
+		// one stays "created" with no process, and a Wait on it would
+		// never return.
 		p, err := t.ctr.client.getProcess(ctx, t.ctr.id, "")
 		if err != nil && !errclass.IsNotFound(err) {
 			return err
 		}
-		wait = err == nil && p.Status != tasktypes.Status_CREATED
+		wait = err == nil && p.Status != tasktypes.Status_CREATED && p.Status != tasktypes.Status_STOPPED
 	}
 	if wait {
 		if _, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id}); err != nil && !errclass.IsNotFound(err) {
