@@ -49,7 +49,8 @@ func (c *container) setTask(state int32) { c.task.Store(state) }
 // on return. stdio goes through FIFOs in the bundle directory. With a
 // checkpointDir the task is restored from that checkpoint when it starts
 // (runc restores at Start, so a directory that holds no checkpoint fails
-// there, with runc's message; ForceDelete then leaves nothing behind).
+// there, with runc's message; ForceDelete then leaves nothing behind). For
+// runc the directory is read in place, so it must stay until Start returns.
 func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin bool, attachStdio libtypes.StdioCallback) (libtypes.Task, error) {
 	if c.spec == nil || c.spec.Process == nil {
 		return nil, invalidParameter("container spec has no process")
