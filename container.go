@@ -2,7 +2,6 @@ package libcontainerd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,7 +46,11 @@ type container struct {
 func (c *container) setTask(state int32) { c.task.Store(state) }
 
 // NewTask creates the container's task (it does not start it); Pid is valid
-// on return. stdio goes through FIFOs in the bundle directory.
+// on return. stdio goes through FIFOs in the bundle directory. With a
+// checkpointDir the task is restored from that checkpoint when it starts
+// (runc restores at Start, so a directory that holds no checkpoint fails
+// there, with runc's message; ForceDelete then leaves nothing behind). For
+// runc the directory is read in place, so it must stay until Start returns.
 func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin bool, attachStdio libtypes.StdioCallback) (libtypes.Task, error) {
 	if c.spec == nil || c.spec.Process == nil {
 		return nil, invalidParameter("container spec has no process")
@@ -55,8 +58,13 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 	if attachStdio == nil {
 		return nil, invalidParameter("nil stdio callback")
 	}
+	var restoreDir string
 	if checkpointDir != "" {
-		return nil, errclass.NotImplemented(errors.New("restoring a task from a checkpoint is not supported yet"))
+		dir, err := checkRestoreDir(checkpointDir)
+		if err != nil {
+			return nil, err
+		}
+		restoreDir = dir
 	}
 	ctx = c.client.withNamespace(ctx)
 	fifos := newFIFOSet(c.bundle, c.id, withStdin, c.spec.Process.Terminal)
@@ -67,16 +75,36 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 	if err := c.addRootfs(ctx, request); err != nil {
 		return nil, err
 	}
-	if c.runcOptions != nil {
+	// Restoring in place points runc at the directory itself: nothing goes
+	// through the content store, and containerd makes no temp dir it would
+	// leave behind (see uploadCheckpoint).
+	inPlace := restoreDir != "" && c.restoresInPlace()
+	if c.runcOptions != nil || inPlace {
 		// Cloned: the cached options are shared by every task of this
-		// container and must not carry one task's IO owner into another.
-		opts := proto.Clone(c.runcOptions).(*runcoptions.Options)
+		// container and must not carry one task's IO owner (or
+		// checkpoint) into another.
+		opts := &runcoptions.Options{}
+		if c.runcOptions != nil {
+			opts = proto.Clone(c.runcOptions).(*runcoptions.Options)
+		}
 		opts.IoUid, opts.IoGid = specUser(c.spec)
+		if inPlace {
+			opts.CriuImagePath = restoreDir
+		}
 		anyOpts, err := typeurl.MarshalAny(opts)
 		if err != nil {
 			return nil, errclass.System(err)
 		}
 		request.Options = protobuf.FromAny(anyOpts)
+	}
+	if restoreDir != "" && !inPlace {
+		desc, release, err := c.client.uploadCheckpoint(ctx, restoreDir)
+		if err != nil {
+			return nil, err
+		}
+		// containerd has unpacked it by the time the create returns.
+		defer release()
+		request.Checkpoint = desc
 	}
 
 	stdin := &stdinSync{}

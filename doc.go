@@ -6,7 +6,9 @@
 // Process objects of package types. One event subscription per client turns
 // containerd task events into types.EventType values and delivers them, in
 // order per container, to the daemon's types.Backend. Process stdio goes
-// through FIFOs in each container's bundle directory.
+// through FIFOs in each container's bundle directory. Task.CreateCheckpoint
+// writes a criu checkpoint to a directory, and Container.NewTask restores
+// from one; neither leaves anything in containerd.
 //
 // Every error the package returns is classified so that moby's errdefs
 // (marker methods) and containerd's errdefs (errors.Is) agree on it.

@@ -3,6 +3,7 @@ package libcontainerd
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,13 +22,15 @@ import (
 type process struct {
 	ctr    *container
 	execID string // "" for the init process
-	pid    uint32
+	// pid is set at create; a task restored from a checkpoint has none
+	// until Start gives it the restored one, so Start stores it.
+	pid    atomic.Uint32
 	io     cio.IO // nil when the caller did not attach
 	ioOnce sync.Once
 }
 
 // Pid returns the host process id.
-func (p *process) Pid() uint32 { return p.pid }
+func (p *process) Pid() uint32 { return p.pid.Load() }
 
 func (p *process) key() procKey {
 	if p.execID == "" {
@@ -85,7 +88,7 @@ func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 	if p.execID == "" {
 		p.ctr.setTask(taskNone)
 	}
-	p.ctr.client.tracker.deleted(p.key(), p.pid, time.Now())
+	p.ctr.client.tracker.deleted(p.key(), p.Pid(), time.Now())
 	p.releaseIO()
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package libcontainerd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -31,16 +30,22 @@ type task struct {
 }
 
 func (c *container) newTask(pid uint32, rio cio.IO) *task {
-	return &task{&process{ctr: c, pid: pid, io: rio}}
+	p := &process{ctr: c, io: rio}
+	p.pid.Store(pid)
+	return &task{p}
 }
 
-// Start starts the created task. On failure the caller cleans up with
-// ForceDelete, as moby's daemon does.
+// Start starts the created task, or restores it when NewTask was given a
+// checkpoint. On failure the caller cleans up with ForceDelete, as moby's
+// daemon does.
 func (t *task) Start(ctx context.Context) error {
 	r, err := t.tasks().Start(t.ctx(ctx), &tasks.StartRequest{ContainerID: t.ctr.id})
 	if err != nil {
 		return wrapError(err)
 	}
+	// The same pid as at create, except for a restored task: its process
+	// exists only now (and moby's daemon reads Pid after Start).
+	t.pid.Store(r.Pid)
 	t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, t.ctr.id}, r.Pid)
 	return nil
 }
@@ -80,13 +85,26 @@ func (t *task) Status(ctx context.Context) (containerd.Status, error) {
 func (t *task) ForceDelete(ctx context.Context) error {
 	ctx = t.ctx(ctx)
 	_, err := t.tasks().Kill(ctx, &tasks.KillRequest{ContainerID: t.ctr.id, Signal: uint32(syscall.SIGKILL), All: true})
-	if err != nil && !errclass.IsNotFound(err) {
-		// A stopped task answers "process already finished: not found";
-		// anything else means the kill did not happen.
-		return wrapErrorf(err, "kill task "+t.ctr.id)
+	wait := err == nil
+	if err != nil {
+		if !errclass.IsNotFound(err) {
+			return wrapErrorf(err, "kill task "+t.ctr.id)
+		}
+		// Nothing to kill: a stopped task ("process already finished"),
+		// one exiting right now (the only one to wait for), or one
+		// created from a checkpoint whose restore failed at Start. That
+		// one stays "created" with no process, and a Wait on it would
+		// never return.
+		p, err := t.ctr.client.getProcess(ctx, t.ctr.id, "")
+		if err != nil && !errclass.IsNotFound(err) {
+			return err
+		}
+		wait = err == nil && p.Status != tasktypes.Status_CREATED && p.Status != tasktypes.Status_STOPPED
 	}
-	if _, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id}); err != nil && !errclass.IsNotFound(err) {
-		return wrapErrorf(err, "wait for task "+t.ctr.id)
+	if wait {
+		if _, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id}); err != nil && !errclass.IsNotFound(err) {
+			return wrapErrorf(err, "wait for task "+t.ctr.id)
+		}
 	}
 	_, err = t.Delete(ctx)
 	return err
@@ -153,11 +171,6 @@ func (t *task) UpdateResources(ctx context.Context, resources *libtypes.Resource
 	return wrapError(err)
 }
 
-// CreateCheckpoint is not supported yet.
-func (t *task) CreateCheckpoint(ctx context.Context, checkpointDir string, exit bool) error {
-	return errclass.NotImplemented(errors.New("checkpoint is not supported yet"))
-}
-
 // Exec creates and starts a process in the task. If the start fails the
 // process is deleted again (on a fresh bounded context) and its FIFOs
 // removed; the runtime's message is kept, because daemons map "no such file
@@ -216,7 +229,8 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 		return nil, wrapError(err)
 	}
 	t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, processID}, r.Pid)
-	p := &process{ctr: t.ctr, execID: processID, pid: r.Pid, io: rio}
+	p := &process{ctr: t.ctr, execID: processID, io: rio}
+	p.pid.Store(r.Pid)
 	// The shim opens an exec's stdin only at start: a close asked for
 	// before now would have been a silent no-op (moby #37870).
 	if err := stdin.publish(p.closeStdin); err != nil {

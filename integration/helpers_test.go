@@ -72,11 +72,13 @@ type fixture struct {
 	backend  *recordingBackend
 }
 
-func newFixture(t testing.TB) *fixture {
+// newFixture makes the fixture; intercept, if given, sees (and may answer)
+// every unary RPC of both the library's client and f.raw, after counting.
+func newFixture(t testing.TB, intercept ...grpc.UnaryClientInterceptor) *fixture {
 	t.Helper()
 	ctx, ns := env.Context(t)
 	f := &fixture{t: t, ctx: ctx, ns: ns, stateDir: t.TempDir(), rpcs: &rpcCounter{}, backend: newRecordingBackend()}
-	raw, err := env.Client(grpc.WithChainUnaryInterceptor(f.rpcs.interceptor()))
+	raw, err := env.Client(grpc.WithChainUnaryInterceptor(append([]grpc.UnaryClientInterceptor{f.rpcs.interceptor()}, intercept...)...))
 	if err != nil {
 		t.Fatal(err)
 	}

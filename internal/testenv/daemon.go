@@ -72,6 +72,9 @@ func StartDaemon() (*Daemon, error) {
 	if err := os.WriteFile(d.configPath(), []byte(d.config()), 0o644); err != nil {
 		return nil, err
 	}
+	if err := os.Mkdir(d.TempDir(), 0o700); err != nil {
+		return nil, err
+	}
 	if err := d.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -80,6 +83,23 @@ func StartDaemon() (*Daemon, error) {
 }
 
 func (d *Daemon) configPath() string { return filepath.Join(d.Dir, "config.toml") }
+
+// TempDir is the daemon's (and its shims') temp dir: containerd makes its
+// ctrd-checkpoint* dirs there, and tests compare it before and after, so
+// it is private to the daemon rather than the host's shared /tmp.
+func (d *Daemon) TempDir() string { return filepath.Join(d.Dir, "tmp") }
+
+// daemonEnv is this process's environment with the daemon's temp dir:
+// containerd takes XDG_RUNTIME_DIR first when it is set.
+func (d *Daemon) daemonEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TMPDIR=") && !strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "TMPDIR="+d.TempDir())
+}
 
 // RuncRoot is the runc state dir every test container must use: runc's
 // default root is host-global.
@@ -116,6 +136,7 @@ func (d *Daemon) Start() error {
 	}
 	cmd := exec.Command("containerd", "--config", d.configPath())
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = d.daemonEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// proc.Start: the daemon dies with the test binary, even on kill -9.
 	child, err := proc.Start(cmd)

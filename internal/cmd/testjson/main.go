@@ -3,7 +3,12 @@
 // CI uses it so that an integration suite that could not run (no root, no
 // containerd) is a failure, never a quiet pass.
 //
-// Usage: go test -json ./... | testjson -require PKG [-require PKG ...]
+// The only skips it accepts are the tests named with -allow-skip, each under
+// a reason group (criu=TestX: a test that needs a working criu). For each
+// group it prints how many of its tests skipped and why, skipped or not, so
+// a host that cannot run them says so in every run.
+//
+// Usage: go test -json ./... | testjson -require PKG [-require PKG ...] [-allow-skip GROUP=TEST ...]
 package main
 
 import (
@@ -11,7 +16,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -24,29 +32,69 @@ type event struct {
 
 type counts struct{ passed, failed, skipped int }
 
-type requireFlag []string
+type listFlag []string
 
-func (r *requireFlag) String() string     { return strings.Join(*r, ",") }
-func (r *requireFlag) Set(v string) error { *r = append(*r, v); return nil }
+func (r *listFlag) String() string     { return strings.Join(*r, ",") }
+func (r *listFlag) Set(v string) error { *r = append(*r, v); return nil }
+
+// allowedSkips maps a top-level test name to its group.
+type allowedSkips map[string]string
+
+func parseAllowed(specs []string) (allowedSkips, error) {
+	a := allowedSkips{}
+	for _, s := range specs {
+		group, test, ok := strings.Cut(s, "=")
+		if !ok || group == "" || test == "" || strings.Contains(test, "/") {
+			return nil, fmt.Errorf("-allow-skip %q: want GROUP=TopLevelTestName", s)
+		}
+		a[test] = group
+	}
+	return a, nil
+}
 
 func main() {
-	var required requireFlag
+	var required, allow listFlag
 	flag.Var(&required, "require", "package that must run at least one test and skip none (repeatable)")
+	flag.Var(&allow, "allow-skip", "GROUP=TEST: a top-level test that may skip, counted under GROUP (repeatable)")
 	flag.Parse()
+	allowed, err := parseAllowed(allow)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testjson:", err)
+		os.Exit(2)
+	}
+	if !run(os.Stdin, os.Stdout, os.Stderr, required, allowed) {
+		os.Exit(1)
+	}
+}
 
+// testHeader matches go test's own lines around a test's output; fileLine
+// the file:line prefix of a t.Log or t.Skip message.
+var (
+	testHeader = regexp.MustCompile(`^\s*(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|FAIL|SKIP))`)
+	fileLine   = regexp.MustCompile(`^\s*[^\s:]+\.go:\d+: `)
+)
+
+// run copies the stream's text to out and reports whether it passes.
+func run(in io.Reader, out, errOut io.Writer, required []string, allowed allowedSkips) bool {
 	perPkg := map[string]*counts{}
 	pkgFailed := false
-	sc := bufio.NewScanner(os.Stdin)
+	lastLine := map[[2]string]string{} // (package, test) → its last output line
+	type skip struct{ pkg, test, reason string }
+	var allowedSkipped, forbiddenSkipped []skip
+	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
 	for sc.Scan() {
 		var ev event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			// Build errors and other non-JSON lines pass through as they are.
-			fmt.Println(sc.Text())
+			fmt.Fprintln(out, sc.Text())
 			continue
 		}
 		if ev.Output != "" {
-			fmt.Print(ev.Output)
+			fmt.Fprint(out, ev.Output)
+			if ev.Test != "" && !testHeader.MatchString(ev.Output) && strings.TrimSpace(ev.Output) != "" {
+				lastLine[[2]string{ev.Package, ev.Test}] = strings.TrimSpace(fileLine.ReplaceAllString(ev.Output, ""))
+			}
 		}
 		c := perPkg[ev.Package]
 		if c == nil {
@@ -64,11 +112,17 @@ func main() {
 			c.failed++
 		case ev.Action == "skip":
 			c.skipped++
+			s := skip{ev.Package, ev.Test, lastLine[[2]string{ev.Package, ev.Test}]}
+			if _, ok := allowed[ev.Test]; ok {
+				allowedSkipped = append(allowedSkipped, s)
+			} else {
+				forbiddenSkipped = append(forbiddenSkipped, s)
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		fmt.Fprintln(os.Stderr, "testjson: read:", err)
-		os.Exit(1)
+		fmt.Fprintln(errOut, "testjson: read:", err)
+		return false
 	}
 
 	var total counts
@@ -80,17 +134,49 @@ func main() {
 	bad := pkgFailed || total.failed > 0
 	for _, pkg := range required {
 		c := perPkg[pkg]
-		switch {
-		case c == nil || c.passed+c.failed == 0:
-			fmt.Fprintf(os.Stderr, "FAIL: %s ran no test: the integration suite did not run\n", pkg)
+		if c == nil || c.passed+c.failed == 0 {
+			fmt.Fprintf(errOut, "FAIL: %s ran no test: the integration suite did not run\n", pkg)
 			bad = true
-		case c.skipped > 0:
-			fmt.Fprintf(os.Stderr, "FAIL: %s skipped %d test(s): a skipped integration test is a failure\n", pkg, c.skipped)
+			continue
+		}
+		n := 0
+		for _, s := range forbiddenSkipped {
+			if s.pkg == pkg {
+				fmt.Fprintf(errOut, "FAIL: %s skipped %s (%s): a skipped integration test is a failure\n", pkg, s.test, s.reason)
+				n++
+			}
+		}
+		if n > 0 {
+			fmt.Fprintf(errOut, "FAIL: %s skipped %d test(s) not allowed to skip\n", pkg, n)
 			bad = true
 		}
 	}
-	fmt.Printf("%d passed, %d failed, %d skipped\n", total.passed, total.failed, total.skipped)
-	if bad {
-		os.Exit(1)
+	// One line per group, also when nothing skipped.
+	groups := map[string][]skip{}
+	for _, g := range allowed {
+		groups[g] = nil
 	}
+	for _, s := range allowedSkipped {
+		g := allowed[s.test]
+		groups[g] = append(groups[g], s)
+	}
+	names := make([]string, 0, len(groups))
+	for g := range groups {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	for _, g := range names {
+		skips := groups[g]
+		if len(skips) == 0 {
+			fmt.Fprintf(out, "%s: 0 test(s) skipped\n", g)
+			continue
+		}
+		tests := make([]string, len(skips))
+		for i, s := range skips {
+			tests[i] = s.test
+		}
+		fmt.Fprintf(out, "%s: %d test(s) skipped: %s (%s)\n", g, len(skips), strings.Join(tests, ", "), skips[0].reason)
+	}
+	fmt.Fprintf(out, "%d passed, %d failed, %d skipped\n", total.passed, total.failed, total.skipped)
+	return !bad
 }
