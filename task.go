@@ -85,26 +85,22 @@ func (t *task) Status(ctx context.Context) (containerd.Status, error) {
 func (t *task) ForceDelete(ctx context.Context) error {
 	ctx = t.ctx(ctx)
 	_, err := t.tasks().Kill(ctx, &tasks.KillRequest{ContainerID: t.ctr.id, Signal: uint32(syscall.SIGKILL), All: true})
-	wait := err == nil
+	if err != nil && !errclass.IsNotFound(err) {
+		return wrapErrorf(err, "kill task "+t.ctr.id)
+	}
 	if err != nil {
-		if !errclass.IsNotFound(err) {
-			return wrapErrorf(err, "kill task "+t.ctr.id)
-		}
 		// Nothing to kill: a stopped task ("process already finished"),
-		// one exiting right now (the only one to wait for), or one
-		// created from a checkpoint whose restore failed at Start. That
-		// one stays "created" with no process, and a Wait on it would
-		// never return.
-		p, err := t.ctr.client.getProcess(ctx, t.ctr.id, "")
-		if err != nil && !errclass.IsNotFound(err) {
+		// one created from a checkpoint whose restore failed at Start
+		// (it stays created with no process, and a Wait on it would never
+		// return), or one exiting at this very moment. Delete takes the
+		// first two at once, so the common case (removing a stopped task)
+		// costs two RPCs; only the last refuses, and is waited for.
+		if _, err := t.Delete(ctx); err == nil || errclass.IsNotFound(err) {
 			return err
 		}
-		wait = err == nil && p.Status != tasktypes.Status_CREATED && p.Status != tasktypes.Status_STOPPED
 	}
-	if wait {
-		if _, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id}); err != nil && !errclass.IsNotFound(err) {
-			return wrapErrorf(err, "wait for task "+t.ctr.id)
-		}
+	if _, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id}); err != nil && !errclass.IsNotFound(err) {
+		return wrapErrorf(err, "wait for task "+t.ctr.id)
 	}
 	_, err = t.Delete(ctx)
 	return err
