@@ -8,6 +8,7 @@ require (
 	github.com/containerd/errdefs v0.3.0
 	github.com/containerd/log v0.1.0
 	github.com/opencontainers/runtime-spec v1.1.0
+	github.com/pkg/errors v0.9.1
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.59.0
 )
@@ -46,7 +47,6 @@ require (
 	github.com/opencontainers/image-spec v1.1.0 // indirect
 	github.com/opencontainers/selinux v1.13.1 // indirect
 	github.com/pelletier/go-toml v1.9.5 // indirect
-	github.com/pkg/errors v0.9.1 // indirect
 	github.com/sirupsen/logrus v1.9.3 // indirect
 	go.opencensus.io v0.24.0 // indirect
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.45.0 // indirect
