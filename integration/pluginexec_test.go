@@ -241,3 +241,17 @@ func (f *fixture) loadTask(id string) (containerd.Task, error) {
 	}
 	return ctr.Task(f.ctx, nil)
 }
+
+// Create over a running plugin replaces it (ReplaceContainer): the old one
+// is killed without an exit report, the new one runs and reports its own.
+func TestPluginExecCreateReplacesRunning(t *testing.T) {
+	f := newPluginFixture(t)
+	e := f.executor()
+	f.create(e, "p")
+	out := f.create(e, "p")
+	if err := e.Signal("p", syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, out, "usr1")
+	f.stopAndCount(e, "p")
+}

@@ -113,6 +113,11 @@ func (p *plugin) deleteTaskAndContainer(ctx context.Context) {
 // no task, container or bundle directory.
 func (e *Executor) Create(id string, spec specs.Spec, stdout, stderr io.WriteCloser) error {
 	ctx := context.Background()
+	if old := e.lookup(id); old != nil {
+		// Replaced on purpose: its exit (from ReplaceContainer's
+		// force-delete) is no news to the caller.
+		e.forget(old)
+	}
 	ctr, err := libcontainerd.ReplaceContainer(ctx, e.client, id, &spec, e.shim, e.shimOpts)
 	if err != nil {
 		return fmt.Errorf("error creating containerd container for plugin: %w", err)
