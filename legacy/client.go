@@ -49,12 +49,13 @@ type entry struct {
 }
 
 // execEntry is one exec of the container. proc is nil while Exec is still
-// starting it; an exit handled in that window sets exited, and Exec cleans
-// up when it returns.
+// starting it; an exit handled in that window records its pid, and Exec
+// cleans up when it returns if that is its process's pid (an exit of an
+// earlier exec under the same ID is not).
 type execEntry struct {
-	proc   types.Process
-	stdin  io.WriteCloser
-	exited bool
+	proc      types.Process
+	stdin     io.WriteCloser
+	exitedPid uint32
 }
 
 // NewClient returns the client for namespace ns, with bundle directories

@@ -27,7 +27,7 @@ func (r relay) ProcessEvent(containerID string, et types.EventType, ei types.Eve
 	if et == types.EventExit && ei.ProcessID != "" && ei.ProcessID != containerID {
 		// Deferred: the root package recovers a panicking backend, and
 		// the exec must be cleaned up all the same.
-		defer c.cleanupExec(containerID, ei.ProcessID)
+		defer c.cleanupExec(containerID, ei.ProcessID, ei.Pid)
 	}
 	if c.backend == nil {
 		return nil
@@ -43,17 +43,22 @@ func (r relay) ProcessEvent(containerID string, et types.EventType, ei types.Eve
 	})
 }
 
-// cleanupExec deletes an exec whose exit the backend has handled, which
-// also removes its FIFOs. An exec this client is still starting is left to
-// Exec, which cleans up when it returns; an exec it never started (a
-// previous run's) is loaded from containerd.
-func (c *client) cleanupExec(containerID, execID string) {
+// cleanupExec deletes an exec whose exit (of pid) the backend has handled,
+// which also removes its FIFOs. An exec this client is still starting is
+// left to Exec, which cleans up when it returns; an exec it never started (a
+// previous run's) is loaded from containerd. The exit of an earlier exec
+// under the same ID leaves the current one alone.
+func (c *client) cleanupExec(containerID, execID string, pid uint32) {
 	c.mu.Lock()
 	var proc types.Process
 	if e := c.containers[containerID]; e != nil {
 		if x := e.execs[execID]; x != nil {
-			if x.proc == nil {
-				x.exited = true
+			switch {
+			case x.proc == nil:
+				x.exitedPid = pid
+				c.mu.Unlock()
+				return
+			case pid != 0 && x.proc.Pid() != pid:
 				c.mu.Unlock()
 				return
 			}

@@ -74,8 +74,8 @@ func TestRelayMarksExecStillStarting(t *testing.T) {
 			defer func() { _ = recover() }()
 			_ = relay{c}.ProcessEvent("c", EventExit, types.EventInfo{ContainerID: "c", ProcessID: "e", Pid: 7})
 		}()
-		if !x.exited {
-			t.Errorf("%T: exec still starting not marked exited", b)
+		if x.exitedPid != 7 {
+			t.Errorf("%T: exec still starting not marked exited (pid %d)", b, x.exitedPid)
 		}
 	}
 }

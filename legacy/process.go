@@ -52,7 +52,7 @@ func (c *client) Exec(ctx context.Context, containerID, processID string, spec *
 		return -1, err
 	}
 	x.proc, x.stdin = p, got.stdin
-	exited := x.exited
+	exited := x.exitedPid != 0 && x.exitedPid == p.Pid()
 	if exited {
 		delete(e.execs, processID)
 	}
