@@ -27,9 +27,12 @@ import (
 const (
 	// firstRetry and maxRetry bound the backoff between IsServing probes
 	// while containerd is away: short enough that the shim's own re-sends
-	// (+1, +3, +6, +10, +15 s) land on a live stream.
+	// (+1, +3, +6, +10, +15 s) land on a live stream, and that exits from
+	// the moment containerd serves again reach the backend within a second
+	// (at most four probes a second during a long outage, each a local
+	// socket connect).
 	firstRetry = 50 * time.Millisecond
-	maxRetry   = time.Second
+	maxRetry   = 250 * time.Millisecond
 	// probeTimeout bounds one IsServing probe.
 	probeTimeout = 500 * time.Millisecond
 	// sentinelTimeout is how long a published sentinel may take to come
@@ -274,6 +277,13 @@ func (c *Client) waitServe(ctx context.Context) bool {
 	defer timer.Stop()
 	<-timer.C
 	for {
+		// The gRPC channel has its own reconnect backoff (up to 3 s with
+		// the containerd client's defaults, longer with gRPC's): without
+		// this, a probe made while containerd is back would still wait
+		// for the channel's next attempt.
+		if conn := c.client.Conn(); conn != nil {
+			conn.ResetConnectBackoff()
+		}
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		ok, err := c.client.IsServing(pctx)
 		cancel()

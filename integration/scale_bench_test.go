@@ -208,6 +208,9 @@ func runScale(b *testing.B, w *scaleWorld, n, inflight int) {
 // newLibScale drives the scenario through the library.
 func newLibScale(b *testing.B) *scaleWorld {
 	f := newFixture(b)
+	// Only the daemon's own client: the fixture's would track (and
+	// reconcile) the same containers.
+	_ = f.client.(*libcontainerd.Client).Close()
 	clock := newExitClock()
 	w := &scaleWorld{f: f, exits: clock}
 	newClient := func() *libcontainerd.Client {
@@ -280,6 +283,7 @@ func newLibScale(b *testing.B) *scaleWorld {
 // waits for containerd and subscribes again.
 func newRawScale(b *testing.B) *scaleWorld {
 	f := newFixture(b)
+	_ = f.client.(*libcontainerd.Client).Close()
 	clock := newExitClock()
 	w := &scaleWorld{f: f, exits: clock}
 	fifoDir := b.TempDir()
