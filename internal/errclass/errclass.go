@@ -295,6 +295,12 @@ func Classify(err error) error {
 	if strings.Contains(err.Error(), "transport is closing") {
 		return Unavailable(err)
 	}
+	// The runc shim refuses to delete a live process only in text, with
+	// code Unknown: a conflict with the process's state, which a caller
+	// resolves by stopping it first.
+	if strings.Contains(err.Error(), "cannot delete a running process") {
+		return Conflict(err)
+	}
 	return Unknown(err)
 }
 

@@ -168,6 +168,7 @@ func TestClassify(t *testing.T) {
 		{"grpc canceled", status.Error(codes.Canceled, "context canceled"), wantCancelled},
 		{"context deadline", fmt.Errorf("op: %w", context.DeadlineExceeded), wantDeadline},
 		{"grpc deadline", status.Error(codes.DeadlineExceeded, "slow"), wantDeadline},
+		{"shim refuses to delete a running process", status.Error(codes.Unknown, "cannot delete a running process"), wantConflict},
 		{"plain text", errors.New("OCI runtime exec failed: permission denied"), wantUnknown},
 		{"grpc unknown", status.Error(codes.Unknown, "runc did something"), wantUnknown},
 	}
