@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	apitypes "github.com/containerd/containerd/api/types"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/archive"
 	"github.com/containerd/containerd/content"
 	"github.com/containerd/containerd/images"
@@ -53,7 +55,9 @@ func (c *container) runsRunc() bool {
 // missing (it is created) or an empty directory; with exit the task stops
 // once checkpointed. What the checkpoint puts in containerd (the image, the
 // criu image and its index) is removed afterwards, success or not. On
-// failure checkpointDir is left empty, or removed if this call created it.
+// failure checkpointDir is left empty, or removed if this call created it,
+// and the task is as it was (a task the call paused is resumed).
+// Recovery: retry.
 func (t *task) CreateCheckpoint(ctx context.Context, checkpointDir string, exit bool) error {
 	created, err := prepareCheckpointDir(checkpointDir)
 	if err != nil {
@@ -87,18 +91,63 @@ func (t *task) checkpointInto(ctx context.Context, dir string, exit bool) error 
 	// task).
 	leaseID, _ := leases.FromContext(ctx)
 	name := "libcontainerd-checkpoint/" + t.ctr.id + "/" + leaseID
-	img, err := ctask.Checkpoint(ctx, containerd.WithCheckpointName(name), t.ctr.checkpointOptions(exit))
+	// The containerd client pauses a running task for the checkpoint and
+	// resumes it in a defer, on the caller's context, dropping the error: a
+	// lost Resume, a cancelled context or a lost answer to the Pause would
+	// leave the task frozen. So the pause is ours (the client leaves a
+	// paused task alone), and so is the resume, retried on a fresh context.
+	p, err := t.ctr.client.getProcess(ctx, t.ctr.id, "")
 	if err != nil {
 		return wrapErrorf(err, "checkpoint "+t.ctr.id)
 	}
-	defer func() {
+	if p.Status == tasktypes.Status_RUNNING {
+		defer t.resumeAfterCheckpoint(ctx)
+		if _, err := t.tasks().Pause(ctx, &tasks.PauseTaskRequest{ContainerID: t.ctr.id}); err != nil {
+			return wrapErrorf(err, "checkpoint "+t.ctr.id)
+		}
+	}
+	deleteImage := func() {
 		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointCleanupTimeout)
 		defer cancel()
-		if err := cli.ImageService().Delete(cleanupCtx, img.Name()); err != nil && !errclass.IsNotFound(err) {
-			t.ctr.client.logger.WithError(err).WithField("image", img.Name()).Warn("failed to delete checkpoint image")
+		// Retried: the image is a garbage-collection root of its own, which
+		// no lease expiry would ever remove.
+		err := retryCleanup(cleanupCtx, func(ctx context.Context) error {
+			return cli.ImageService().Delete(ctx, name)
+		})
+		if err != nil {
+			t.ctr.client.logger.WithError(err).WithField("image", name).Warn("failed to delete checkpoint image")
 		}
-	}()
+	}
+	img, err := ctask.Checkpoint(ctx, containerd.WithCheckpointName(name), t.ctr.checkpointOptions(exit))
+	if err != nil {
+		if errclass.OutcomeUnknown(err) {
+			// The image create, the client's last step, may have
+			// happened with only its answer lost.
+			deleteImage()
+		}
+		return wrapErrorf(err, "checkpoint "+t.ctr.id)
+	}
+	defer deleteImage()
 	return unpackCheckpoint(ctx, cli.ContentStore(), img.Target(), dir)
+}
+
+// resumeAfterCheckpoint thaws the task checkpointInto paused. A task that is
+// not paused (runc stopped it after a checkpoint with exit, or the pause
+// never happened) refuses, which is fine.
+func (t *task) resumeAfterCheckpoint(ctx context.Context) {
+	cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointCleanupTimeout)
+	defer cancel()
+	err := retryCleanup(cleanupCtx, func(ctx context.Context) error {
+		_, err := t.tasks().Resume(ctx, &tasks.ResumeTaskRequest{ContainerID: t.ctr.id})
+		return wrapError(err)
+	})
+	logger := t.ctr.client.logger.WithError(err).WithField("container", t.ctr.id)
+	switch {
+	case errclass.OutcomeUnknown(err):
+		logger.Warn("failed to resume the task after its checkpoint: it may still be paused")
+	case err != nil:
+		logger.Debug("resume after checkpoint refused: the task was not paused")
+	}
 }
 
 // checkpointOptions asks runc to stop the task after checkpointing when
@@ -122,7 +171,7 @@ func (c *container) checkpointOptions(exit bool) containerd.CheckpointTaskOpts {
 func unpackCheckpoint(ctx context.Context, store content.Store, index ocispec.Descriptor, dir string) error {
 	blob, err := content.ReadBlob(ctx, store, index)
 	if err != nil {
-		return errclass.System(fmt.Errorf("read checkpoint index %s: %w", index.Digest, err))
+		return unpackError(fmt.Errorf("read checkpoint index %s: %w", index.Digest, err))
 	}
 	var idx ocispec.Index
 	if err := json.Unmarshal(blob, &idx); err != nil {
@@ -140,13 +189,23 @@ func unpackCheckpoint(ctx context.Context, store content.Store, index ocispec.De
 	}
 	ra, err := store.ReaderAt(ctx, *criu)
 	if err != nil {
-		return errclass.System(fmt.Errorf("open checkpoint image %s: %w", criu.Digest, err))
+		return unpackError(fmt.Errorf("open checkpoint image %s: %w", criu.Digest, err))
 	}
 	defer ra.Close()
 	if _, err := archive.Apply(ctx, dir, content.NewReader(ra)); err != nil {
-		return errclass.System(fmt.Errorf("unpack checkpoint image %s into %s: %w", criu.Digest, dir, err))
+		return unpackError(fmt.Errorf("unpack checkpoint image %s into %s: %w", criu.Digest, dir, err))
 	}
 	return nil
+}
+
+// unpackError classifies a failure to read or unpack the checkpoint: a lost
+// connection or an ended context says so (a retry may work), anything else
+// is a System error.
+func unpackError(err error) error {
+	if errclass.OutcomeUnknown(err) {
+		return errclass.Classify(err)
+	}
+	return errclass.System(err)
 }
 
 // checkpointLease puts a fresh lease on ctx, so that everything containerd
@@ -154,19 +213,7 @@ func unpackCheckpoint(ctx context.Context, store content.Store, index ocispec.De
 // takes it with the lease. release deletes the lease and waits for that
 // collection, so the content store holds what it held before.
 func (c *Client) checkpointLease(ctx context.Context) (context.Context, func(), error) {
-	ls := c.client.LeasesService()
-	lease, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(checkpointLeaseExpiry))
-	if err != nil {
-		return nil, nil, wrapErrorf(err, "create checkpoint lease")
-	}
-	release := func() {
-		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointCleanupTimeout)
-		defer cancel()
-		if err := ls.Delete(cleanupCtx, lease, leases.SynchronousDelete); err != nil {
-			c.logger.WithError(err).WithField("lease", lease.ID).Warn("failed to delete checkpoint lease; it expires in " + checkpointLeaseExpiry.String())
-		}
-	}
-	return leases.WithLease(ctx, lease.ID), release, nil
+	return c.newLease(ctx, "checkpoint lease", checkpointLeaseExpiry, true)
 }
 
 // prepareCheckpointDir checks, before any RPC, that dir can take a

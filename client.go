@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/identifiers"
+	"github.com/containerd/containerd/leases"
 	"github.com/containerd/containerd/namespaces"
 	runcoptions "github.com/containerd/containerd/runtime/v2/runc/options"
 	"github.com/containerd/log"
@@ -120,11 +121,20 @@ func (c *Client) Version(ctx context.Context) (containerd.Version, error) {
 	return v, wrapError(err)
 }
 
+// createLeaseExpiry bounds how long the lease of a NewContainer with caller
+// options can outlive a create whose clean-up could not reach containerd.
+const createLeaseExpiry = time.Hour
+
 // bundleDir is where a container's bundle (and its FIFOs) lives.
 func (c *Client) bundleDir(id string) string { return filepath.Join(c.stateDir, id) }
 
 // NewContainer creates a containerd container with its bundle directory. The
 // caller's opts run first, then the spec, the runtime and the bundle.
+//
+// A failed call leaves no bundle dir it made and no lease. Recovery: after
+// an Unavailable or context error the container may exist all the same (the
+// create done, its answer lost), so a retry can get Conflict; call
+// ReplaceContainer, which removes such a half-made container first.
 func (c *Client) NewContainer(ctx context.Context, id string, spec *specs.Spec, shim string, runtimeOptions interface{}, opts ...containerd.NewContainerOpts) (types.Container, error) {
 	if err := validateID(id); err != nil {
 		return nil, err
@@ -137,19 +147,17 @@ func (c *Client) NewContainer(ctx context.Context, id string, spec *specs.Spec, 
 	}
 	ctx = c.withNamespace(ctx)
 	bundle := c.bundleDir(id)
-	if len(opts) > 0 {
+	if _, hasLease := leases.FromContext(ctx); len(opts) > 0 && !hasLease {
 		// Caller options may create content or snapshots, which need a
 		// lease as the containerd client would give them; ours need none,
-		// so the common case stays a single RPC.
-		leased, done, err := c.client.WithLease(ctx)
+		// so the common case stays a single RPC. Ours rather than the
+		// client's WithLease: its lease stays for a day when the answer to
+		// its create or delete is lost.
+		leased, release, err := c.newLease(ctx, "container create lease", createLeaseExpiry, false)
 		if err != nil {
-			return nil, wrapError(err)
+			return nil, err
 		}
-		defer func() {
-			if err := done(context.WithoutCancel(ctx)); err != nil {
-				c.logger.WithError(err).WithField("container", id).Warn("failed to release lease")
-			}
-		}()
+		defer release()
 		ctx = leased
 	}
 
@@ -253,6 +261,9 @@ func validateID(id string) error {
 // ReplaceContainer creates a container, first removing a stale one with the
 // same ID (its task force-deleted) if there is one. NotFound at any cleanup
 // step means someone else already cleaned up, which is fine.
+//
+// Recovery: call it again. Each step takes the state an interrupted earlier
+// call left (task killed or gone, container gone, container made again).
 func ReplaceContainer(ctx context.Context, client types.Client, id string, spec *specs.Spec, shim string, runtimeOptions interface{}, opts ...containerd.NewContainerOpts) (types.Container, error) {
 	create := func() (types.Container, error) {
 		return client.NewContainer(ctx, id, spec, shim, runtimeOptions, opts...)

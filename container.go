@@ -10,6 +10,7 @@ import (
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/protobuf"
@@ -51,6 +52,13 @@ func (c *container) setTask(state int32) { c.task.Store(state) }
 // (runc restores at Start, so a directory that holds no checkpoint fails
 // there, with runc's message; ForceDelete then leaves nothing behind). For
 // runc the directory is read in place, so it must stay until Start returns.
+//
+// A failed call leaves no task, FIFO or pending stdin close: when the answer
+// to the create is lost (Unavailable, or the context ended in flight), the
+// task it may have made is removed again on a fresh context. Recovery:
+// retry. Should containerd stay out of reach for that removal too, the
+// container handle no longer assumes it has no task (Delete asks, and
+// refuses while one exists): ReplaceContainer then removes both.
 func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin bool, attachStdio libtypes.StdioCallback) (libtypes.Task, error) {
 	if c.spec == nil || c.spec.Process == nil {
 		return nil, invalidParameter("container spec has no process")
@@ -118,6 +126,16 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 	if err != nil {
 		stdin.drop()
 		closeIO(rio)
+		if errclass.OutcomeUnknown(err) {
+			// The task may exist after all (the answer was lost, not the
+			// create). Remove it; until that is known to have worked,
+			// Delete must ask rather than remove the container under a
+			// live shim.
+			c.setTask(taskUnknown)
+			if c.removeFailedTask(fifos.Stdout) {
+				c.setTask(taskNone)
+			}
+		}
 		return nil, wrapErrorf(err, "failed to create task for container")
 	}
 	c.setTask(taskExists)
@@ -128,6 +146,37 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 		c.client.logger.WithError(err).WithField("container", c.id).Warn("failed to close stdin")
 	}
 	return t, nil
+}
+
+// removeFailedTask removes the task a NewTask whose answer was lost may have
+// created, on a fresh bounded context, and reports whether the container is
+// now known to have no task. Only a task that is still created and has this
+// call's stdout FIFO is removed: anything else is not this call's.
+func (c *container) removeFailedTask(stdout string) bool {
+	ctx, cancel := context.WithTimeout(c.client.withNamespace(context.Background()), execCleanupTimeout)
+	defer cancel()
+	var p *taskProcess
+	err := retryCleanup(ctx, func(ctx context.Context) error {
+		var err error
+		p, err = c.client.getProcess(ctx, c.id, "")
+		return err
+	})
+	logger := c.client.logger.WithField("container", c.id)
+	switch {
+	case err != nil:
+		logger.WithError(err).Warn("cannot tell whether a failed task create created the task")
+		return false
+	case p == nil:
+		return true // NotFound: the create never happened
+	case p.Status != tasktypes.Status_CREATED || p.Stdout != stdout:
+		logger.WithField("status", p.Status).Warn("a failed task create found a task that is not its own: left in place")
+		return false
+	}
+	if err := retryCleanup(ctx, c.newTask(p.Pid, nil).ForceDelete); err != nil {
+		logger.WithError(err).Warn("failed to delete the task of a failed task create")
+		return false
+	}
+	return true
 }
 
 // addRootfs adds the snapshot mounts of a container that has a snapshot
@@ -186,6 +235,10 @@ func (c *container) AttachTask(ctx context.Context, attachStdio libtypes.StdioCa
 // Delete removes the container, then its bundle directory unless
 // LIBCONTAINERD_NOCLEAN=1. Only a directory inside the client's state dir is
 // ever removed: the label is data, and data can point anywhere.
+//
+// Recovery: retry. NotFound then means an earlier call deleted the container
+// and lost the answer; the bundle dir is removed in that case too (and after
+// an Unavailable or context error, whether or not containerd got the delete).
 func (c *container) Delete(ctx context.Context) error {
 	ctx = c.client.withNamespace(ctx)
 	if c.task.Load() != taskNone {
@@ -197,22 +250,41 @@ func (c *container) Delete(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.client.client.ContainerService().Delete(ctx, c.id); err != nil {
-		return wrapError(err)
+	deleteErr := wrapError(c.client.client.ContainerService().Delete(ctx, c.id))
+	switch {
+	case deleteErr == nil:
+		c.setTask(taskNone)
+	case errclass.IsNotFound(deleteErr):
+		// Gone already, maybe by an earlier Delete whose answer was lost:
+		// the bundle dir is still ours to remove, and the error still
+		// says the container was not there.
+		c.setTask(taskNone)
+	case errclass.OutcomeUnknown(deleteErr):
+		// The container may be gone with only the answer lost. Its bundle
+		// dir goes either way (no task uses it, we checked): left, a
+		// container created again under this ID would inherit the old
+		// one's FIFOs. A retried Delete finishes the job.
+	default:
+		return deleteErr
 	}
-	c.setTask(taskNone)
+	c.removeBundle()
+	return deleteErr
+}
+
+// removeBundle removes the bundle dir of a deleted container, unless
+// LIBCONTAINERD_NOCLEAN=1 or it lies outside the state dir.
+func (c *container) removeBundle() {
 	if os.Getenv("LIBCONTAINERD_NOCLEAN") == "1" || c.bundle == "" {
-		return nil
+		return
 	}
 	logger := c.client.logger.WithFields(log.Fields{"container": c.id, "bundle": c.bundle})
 	if !within(c.client.stateDir, c.bundle) {
 		logger.Warn("bundle dir is outside the state dir: left in place")
-		return nil
+		return
 	}
 	if err := os.RemoveAll(c.bundle); err != nil {
 		logger.WithError(err).Error("failed to remove bundle dir")
 	}
-	return nil
 }
 
 // within reports whether path is strictly inside dir.

@@ -60,6 +60,11 @@ func (p *process) closeStdin() error { return p.ctr.client.closeStdin(p.ctr.id, 
 
 // Delete removes the process and returns its exit status; its FIFOs go with
 // it. A running process is not deleted (Conflict).
+//
+// Recovery: retry. NotFound then means an earlier call deleted the process
+// and lost the answer; its FIFOs are removed all the same, but its exit
+// status is gone with it (by design: the shim keeps it only until the
+// delete). The EventExit the backend got carries it.
 func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 	ctx = p.ctx(ctx)
 	var (

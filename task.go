@@ -37,7 +37,9 @@ func (c *container) newTask(pid uint32, rio cio.IO) *task {
 
 // Start starts the created task, or restores it when NewTask was given a
 // checkpoint. On failure the caller cleans up with ForceDelete, as moby's
-// daemon does.
+// daemon does. After an Unavailable or context error the task may have
+// started all the same: Status says (created: Start again; running: it
+// started, and its exit will be reported).
 func (t *task) Start(ctx context.Context) error {
 	r, err := t.tasks().Start(t.ctx(ctx), &tasks.StartRequest{ContainerID: t.ctr.id})
 	if err != nil {
@@ -81,7 +83,8 @@ func (t *task) Status(ctx context.Context) (containerd.Status, error) {
 }
 
 // ForceDelete kills every process of the task and deletes it; it works on
-// created, running and stopped tasks.
+// created, running and stopped tasks. Recovery: retry; NotFound then means
+// the task is gone (its FIFOs too).
 func (t *task) ForceDelete(ctx context.Context) error {
 	ctx = t.ctx(ctx)
 	_, err := t.tasks().Kill(ctx, &tasks.KillRequest{ContainerID: t.ctr.id, Signal: uint32(syscall.SIGKILL), All: true})
@@ -171,6 +174,10 @@ func (t *task) UpdateResources(ctx context.Context, resources *libtypes.Resource
 // process is deleted again (on a fresh bounded context) and its FIFOs
 // removed; the runtime's message is kept, because daemons map "no such file
 // or directory" and "permission denied" to exit codes 127 and 126.
+//
+// A failed call leaves no exec and no FIFO: an exec added or started by a
+// call whose answer was lost is deleted too (a started one killed first; its
+// exit is reported like any other). Recovery: retry, with the same ID.
 func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, withStdin bool, attachStdio libtypes.StdioCallback) (libtypes.Process, error) {
 	if err := validateID(processID); err != nil {
 		return nil, err
@@ -207,20 +214,22 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 	})
 	if err != nil {
 		stdin.drop()
-		closeIO(rio)
 		if errclass.IsAlreadyExists(err) {
+			closeIO(rio)
 			return nil, errIDInUse(err)
 		}
+		if errclass.OutcomeUnknown(err) {
+			// The exec may have been added, only the answer lost: left,
+			// it would sit in the shim until the task goes.
+			t.removeFailedExec(processID)
+		}
+		closeIO(rio)
 		return nil, wrapError(err)
 	}
 	r, err := t.tasks().Start(ctx, &tasks.StartRequest{ContainerID: t.ctr.id, ExecID: processID})
 	if err != nil {
 		stdin.drop()
-		cleanupCtx, cancel := context.WithTimeout(t.ctx(context.Background()), execCleanupTimeout)
-		defer cancel()
-		if _, derr := t.tasks().DeleteProcess(cleanupCtx, &tasks.DeleteProcessRequest{ContainerID: t.ctr.id, ExecID: processID}); derr != nil && !errclass.IsNotFound(derr) {
-			t.ctr.client.logger.WithError(derr).WithField("container", t.ctr.id).WithField("exec", processID).Warn("failed to delete exec whose start failed")
-		}
+		t.removeFailedExec(processID)
 		closeIO(rio)
 		return nil, wrapError(err)
 	}
@@ -233,6 +242,40 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 		t.ctr.client.logger.WithError(err).WithField("container", t.ctr.id).WithField("exec", processID).Warn("failed to close exec stdin")
 	}
 	return p, nil
+}
+
+// removeFailedExec deletes an exec whose Exec call failed, on a fresh
+// bounded context. A start whose answer was lost may have started it: a
+// running exec is killed first (and waited for), so neither it nor its entry
+// in the shim outlives the failed call. Its exit reaches the backend as any
+// exit does.
+func (t *task) removeFailedExec(execID string) {
+	ctx, cancel := context.WithTimeout(t.ctx(context.Background()), execCleanupTimeout)
+	defer cancel()
+	del := func(ctx context.Context) error {
+		_, err := t.tasks().DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: t.ctr.id, ExecID: execID})
+		return wrapError(err)
+	}
+	err := retryCleanup(ctx, del)
+	if errclass.IsConflict(err) {
+		// Running: the start took effect.
+		err = retryCleanup(ctx, func(ctx context.Context) error {
+			_, err := t.tasks().Kill(ctx, &tasks.KillRequest{ContainerID: t.ctr.id, ExecID: execID, Signal: uint32(syscall.SIGKILL)})
+			return wrapError(err)
+		})
+		if err == nil {
+			err = retryCleanup(ctx, func(ctx context.Context) error {
+				_, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id, ExecID: execID})
+				return wrapError(err)
+			})
+		}
+		if err == nil {
+			err = retryCleanup(ctx, del)
+		}
+	}
+	if err != nil {
+		t.ctr.client.logger.WithError(err).WithField("container", t.ctr.id).WithField("exec", execID).Warn("failed to delete exec whose start failed")
+	}
 }
 
 type taskProcess = tasktypes.Process

@@ -104,7 +104,9 @@ func (c *client) Version(ctx context.Context) (containerd.Version, error) {
 	return c.root().Version(ctx)
 }
 
-// Create creates the container and its bundle directory.
+// Create creates the container and its bundle directory. Recovery, as moby
+// v20–v23 does it: Create again, and on Conflict (an earlier call created
+// the container but lost the answer) DeleteTask, Delete and Create once more.
 func (c *client) Create(ctx context.Context, id string, spec *specs.Spec, shim string, runtimeOptions interface{}, opts ...containerd.NewContainerOpts) error {
 	ctr, err := c.root().NewContainer(ctx, id, spec, shim, runtimeOptions, opts...)
 	if err != nil {
@@ -118,7 +120,9 @@ func (c *client) Create(ctx context.Context, id string, spec *specs.Spec, shim s
 
 // Start creates and starts the container's task. If the start fails, the
 // created task is force-deleted (moby v20's plain delete cannot remove a
-// task that is only created) and the start's error returned.
+// task that is only created) and the start's error returned. A failed
+// Start leaves no task (the root package's NewTask removes one whose create
+// lost its answer): recovery is Start again.
 func (c *client) Start(ctx context.Context, id, checkpointDir string, withStdin bool, attachStdio StdioCallback) (int, error) {
 	ctr, err := c.container(ctx, id)
 	if err != nil {
@@ -198,7 +202,9 @@ func (p *restoredProcess) Delete(ctx context.Context) (uint32, time.Time, error)
 }
 
 // DeleteTask deletes the container's stopped task and returns its exit
-// status; a running one is not deleted (Conflict).
+// status; a running one is not deleted (Conflict). Recovery: retry; NotFound
+// then means an earlier call deleted it and lost the answer (with the exit
+// status, which the EventExit carried).
 func (c *client) DeleteTask(ctx context.Context, id string) (uint32, time.Time, error) {
 	t, err := c.task(ctx, id)
 	if err != nil {

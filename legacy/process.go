@@ -16,6 +16,8 @@ import (
 // Exec creates and starts a process in the container's task and returns
 // its pid. A container without a task is InvalidParameter "container is not
 // running", a duplicate process ID Conflict "id already in use", as in moby.
+// A failed Exec leaves no process (see the root package's Task.Exec):
+// recovery is Exec again.
 func (c *client) Exec(ctx context.Context, containerID, processID string, spec *specs.Process, withStdin bool, attachStdio StdioCallback) (int, error) {
 	t, err := c.task(ctx, containerID)
 	if err != nil {

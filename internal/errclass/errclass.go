@@ -391,3 +391,15 @@ type classMember struct {
 
 func (e classMember) Error() string        { return e.msg }
 func (e classMember) Is(target error) bool { return e.class.is(target) }
+
+// OutcomeUnknown reports whether err leaves open whether containerd carried
+// out the call: the connection broke (Unavailable) or the caller's context
+// ended while the call was in flight. The request may have reached
+// containerd and taken effect, with only the answer lost.
+func OutcomeUnknown(err error) bool {
+	if err == nil {
+		return false
+	}
+	err = Classify(err)
+	return classUnavailable.matches(err) || classCancelled.matches(err) || classDeadline.matches(err)
+}
