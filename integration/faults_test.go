@@ -61,6 +61,9 @@ type faultRun struct {
 	// finish removes what the case made, so the next prepare starts from
 	// the same state.
 	finish func(t *testing.T)
+	// expect, if set, checks what the operation cannot recover by design
+	// (its doc comment says what), once recovery has run.
+	expect func(t *testing.T, kind faults.Kind)
 }
 
 // faultScope is where an operation's state is read.
@@ -150,6 +153,9 @@ func runFaultCase(t *testing.T, scope faultScope, op faultOp, k int, kind faults
 			t.Fatalf("operation failed with %q; its recovery failed: %v", err, rerr)
 		}
 	}
+	if run.expect != nil {
+		run.expect(t, kind)
+	}
 	s := scope.snapshot(t, op)
 	switch {
 	case reflect.DeepEqual(s, after):
@@ -205,6 +211,49 @@ func waitProcessExit(t testing.TB, raw *containerd.Client, ctx context.Context, 
 	defer cancel()
 	if _, err := raw.TaskService().Wait(wctx, &tasks.WaitRequest{ContainerID: id, ExecID: execID}); err != nil {
 		t.Fatalf("wait for %s/%s: %v", id, execID, err)
+	}
+}
+
+// deleteRetry is the recovery of a failed Task.Delete or Process.Delete:
+// delete again. After a delete whose answer was lost (after, cancel) the
+// retry can only say NotFound: the exit status went with the process, by
+// design (containerd keeps it until the delete); the backend's EventExit is
+// where it survives. After one that never reached containerd, the retry
+// returns it.
+type deleteRetry struct {
+	called bool
+	status *containerd.ExitStatus
+	err    error
+}
+
+func (r *deleteRetry) run(ctx context.Context, del func(context.Context) (*containerd.ExitStatus, error)) error {
+	r.called = true
+	r.status, r.err = del(ctx)
+	return ignoreNotFound(r.err)
+}
+
+func (r *deleteRetry) expect(f *fixture, id, process string, pid uint32) func(*testing.T, faults.Kind) {
+	return func(t *testing.T, kind faults.Kind) {
+		if !r.called {
+			return
+		}
+		if kind == faults.Before {
+			if r.err != nil || r.status.ExitCode() != 0 {
+				t.Errorf("retried delete after a delete that never reached containerd: status %v, %v; want exit 0", r.status, r.err)
+			}
+			return
+		}
+		if !errclass.IsNotFound(r.err) {
+			t.Errorf("retried delete after one that took effect: %v, want NotFound", r.err)
+		}
+		f.backend.waitUntil(t, waitTimeout, "the exit of "+id+"/"+process, func() bool {
+			for _, e := range f.backend.exits()[[2]string{id, process}] {
+				if e.Pid == pid && e.ExitCode == 0 {
+					return true
+				}
+			}
+			return false
+		})
 	}
 }
 
@@ -415,11 +464,12 @@ func rootFaultOps(t *testing.T, f *fixture) []faultOp {
 			p, err := host.Exec(f.ctx, "d", execSpec("true"), false, newStdio().attach)
 			must(t, err)
 			waitProcessExit(t, f.raw, f.ctx, "host", "d")
-			del := func(ctx context.Context) error { _, err := p.Delete(ctx); return err }
+			var retried deleteRetry
 			return &faultRun{
-				do:      del,
-				recover: func(ctx context.Context, _ error) error { return ignoreNotFound(del(ctx)) },
+				do:      func(ctx context.Context) error { _, err := p.Delete(ctx); return err },
+				recover: func(ctx context.Context, _ error) error { return retried.run(ctx, p.Delete) },
 				finish:  func(*testing.T) {},
+				expect:  retried.expect(f, "host", "d", p.Pid()),
 			}
 		}},
 		{name: "Task.Delete", setup: tdSetup, teardown: tdTeardown, prepare: func(t *testing.T) *faultRun {
@@ -427,11 +477,12 @@ func rootFaultOps(t *testing.T, f *fixture) []faultOp {
 			must(t, err)
 			must(t, task.Start(f.ctx))
 			waitProcessExit(t, f.raw, f.ctx, "td", "")
-			del := func(ctx context.Context) error { _, err := task.Delete(ctx); return err }
+			var retried deleteRetry
 			return &faultRun{
-				do:      del,
-				recover: func(ctx context.Context, _ error) error { return ignoreNotFound(del(ctx)) },
+				do:      func(ctx context.Context) error { _, err := task.Delete(ctx); return err },
+				recover: func(ctx context.Context, _ error) error { return retried.run(ctx, task.Delete) },
 				finish:  func(*testing.T) {},
+				expect:  retried.expect(f, "td", "td", task.Pid()),
 			}
 		}},
 		{name: "Task.ForceDelete", setup: fdSetup, teardown: fdTeardown, prepare: func(t *testing.T) *faultRun {
@@ -593,14 +644,33 @@ func legacyFaultOps(lf *legacyFixture) []faultOp {
 				}
 			}},
 		{name: "legacy DeleteTask", setup: deleteSetup, teardown: deleteTeardown, prepare: func(t *testing.T) *faultRun {
-			_, err := c.Start(lf.ctx, "ld", "", false, newStdio().attach)
-			must(t, err)
+			_, startErr := c.Start(lf.ctx, "ld", "", false, newStdio().attach)
+			must(t, startErr)
 			waitProcessExit(t, lf.raw, lf.ctx, "ld", "")
-			del := func(ctx context.Context) error { _, _, err := c.DeleteTask(ctx, "ld"); return err }
+			var (
+				retried bool
+				code    uint32
+				err     error
+			)
 			return &faultRun{
-				do:      del,
-				recover: func(ctx context.Context, _ error) error { return ignoreNotFound(del(ctx)) },
-				finish:  func(*testing.T) {},
+				do: func(ctx context.Context) error { _, _, err := c.DeleteTask(ctx, "ld"); return err },
+				recover: func(ctx context.Context, _ error) error {
+					retried = true
+					code, _, err = c.DeleteTask(ctx, "ld")
+					return ignoreNotFound(err)
+				},
+				finish: func(*testing.T) {},
+				// As deleteRetry: the exit status is lost with a lost
+				// answer, and DeleteTask says so with 255 and NotFound.
+				expect: func(t *testing.T, kind faults.Kind) {
+					switch {
+					case !retried:
+					case kind == faults.Before && (err != nil || code != 0):
+						t.Errorf("retried DeleteTask: %d, %v; want exit 0", code, err)
+					case kind != faults.Before && (!errclass.IsNotFound(err) || code != 255):
+						t.Errorf("retried DeleteTask after one that took effect: %d, %v; want 255 and NotFound", code, err)
+					}
+				},
 			}
 		}},
 	}
