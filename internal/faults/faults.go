@@ -40,8 +40,12 @@ import (
 type Kind string
 
 const (
+	// Before: the call never reaches containerd.
 	Before Kind = "before"
-	After  Kind = "after"
+	// After: the call takes effect, its answer is lost.
+	After Kind = "after"
+	// Cancel: the caller's context is cancelled while the call is in
+	// flight.
 	Cancel Kind = "cancel"
 )
 
@@ -167,19 +171,15 @@ func StreamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clie
 	if op.kind == Before {
 		return nil, ErrTransportClosing
 	}
-	callerCtx := ctx
-	if op.kind == Cancel {
-		// The stream itself runs on: containerd acts on the request
-		// whatever the caller does.
-		ctx = context.WithoutCancel(ctx)
-	}
-	ctx, stop := context.WithCancel(ctx)
-	s, err := streamer(ctx, desc, cc, method, opts...)
+	// The caller's cancel comes only once containerd has answered the
+	// first request (in RecvMsg), so the stream can stay on its context.
+	streamCtx, stop := context.WithCancel(ctx)
+	s, err := streamer(streamCtx, desc, cc, method, opts...)
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	return &brokenStream{ClientStream: s, op: op, callerCtx: callerCtx, stop: stop}, nil
+	return &brokenStream{ClientStream: s, op: op, callerCtx: ctx, stop: stop}, nil
 }
 
 // brokenStream passes the stream through until its first reply, which it
