@@ -64,6 +64,10 @@ type tracker struct {
 	exited    map[procKey]uint32 // pid whose exit was delivered
 	tombs     []tombstone        // deleted processes, oldest first
 	tombIndex map[procKey]uint32
+	// owed holds deleted processes whose exit had not arrived yet (a
+	// caller that waited and deleted before the event came): that exit is
+	// still delivered, once.
+	owed map[procKey]uint32
 }
 
 type tombstone struct {
@@ -73,7 +77,7 @@ type tombstone struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{running: map[procKey]uint32{}, exited: map[procKey]uint32{}, tombIndex: map[procKey]uint32{}}
+	return &tracker{running: map[procKey]uint32{}, exited: map[procKey]uint32{}, tombIndex: map[procKey]uint32{}, owed: map[procKey]uint32{}}
 }
 
 // seenRunning records a running process, unless its exit is already known.
@@ -102,6 +106,10 @@ func (t *tracker) firstExit(key procKey, pid uint32) bool {
 		return false
 	}
 	if p, ok := t.tombIndex[key]; ok && p == pid {
+		if t.owed[key] == pid {
+			delete(t.owed, key)
+			return true
+		}
 		return false
 	}
 	t.exited[key] = pid
@@ -124,14 +132,25 @@ func (t *tracker) deleted(key procKey, pid uint32, now time.Time) {
 			pid = t.running[key]
 		}
 	}
+	// Delivered: recorded as exited, or already deleted once with its
+	// exit since paid (the TaskDelete event after a caller's delete).
+	owed, isOwed := t.owed[key]
+	delivered := t.exited[key] == pid || t.tombIndex[key] == pid && !(isOwed && owed == pid)
 	delete(t.running, key)
 	delete(t.exited, key)
+	delete(t.owed, key)
 	for len(t.tombs) > 0 && now.After(t.tombs[0].deadline) {
 		old := t.tombs[0]
 		t.tombs = t.tombs[1:]
 		if p, ok := t.tombIndex[old.key]; ok && p == old.pid {
 			delete(t.tombIndex, old.key)
 		}
+		if p, ok := t.owed[old.key]; ok && p == old.pid {
+			delete(t.owed, old.key)
+		}
+	}
+	if pid != 0 && !delivered {
+		t.owed[key] = pid
 	}
 	if pid != 0 {
 		t.tombs = append(t.tombs, tombstone{key, pid, now.Add(tombstoneTTL)})

@@ -135,6 +135,32 @@ func TestTrackerExactlyOnce(t *testing.T) {
 	}
 }
 
+// A process deleted before its exit event arrived (the caller waited for
+// the exit itself, then deleted) still gets that exit, once.
+func TestTrackerExitAfterDelete(t *testing.T) {
+	tr := newTracker()
+	k := procKey{"c", "e"}
+	tr.seenRunning(k, 20)
+	tr.deleted(k, 20, time.Now())
+	if !tr.firstExit(k, 20) {
+		t.Fatal("exit that arrived after the delete dropped")
+	}
+	if tr.firstExit(k, 20) {
+		t.Fatal("re-send of that exit delivered")
+	}
+	// The TaskDelete event that follows changes nothing.
+	tr.deleted(k, 20, time.Now())
+	if tr.firstExit(k, 20) {
+		t.Fatal("re-send after the TaskDelete event delivered")
+	}
+	// An owed exit that never comes is forgotten with its tombstone.
+	tr.deleted(procKey{"c", "f"}, 21, time.Now())
+	tr.deleted(procKey{"d", "d"}, 1, time.Now().Add(2*tombstoneTTL))
+	if _, ok := tr.owed[procKey{"c", "f"}]; ok {
+		t.Fatal("owed exit kept past its tombstone")
+	}
+}
+
 // blockingBackend blocks container "slow" until released, panics for
 // "panic", errors for "err", and records everything else.
 type blockingBackend struct {
