@@ -77,6 +77,11 @@ func (c *client) cleanupExec(containerID, execID string, pid uint32) {
 			}
 			return
 		}
+		if pid != 0 && p.Pid() != 0 && p.Pid() != pid {
+			// A later exec under the same ID (an Exec retried after one
+			// that failed, between its two attempts): not this exit's.
+			return
+		}
 		proc = p
 	}
 	c.deleteExec(containerID, execID, proc)
