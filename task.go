@@ -42,6 +42,8 @@ func (t *task) Start(ctx context.Context) error {
 		return wrapError(err)
 	}
 	t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, t.ctr.id}, r.Pid)
+	// Found now, while the process lives: see shimwatch.go.
+	t.ctr.client.noteShim(t.ctr.id, r.Pid)
 	return nil
 }
 
