@@ -125,8 +125,16 @@ func (t *tracker) deleted(key procKey, pid uint32, now time.Time) {
 			pid = t.running[key]
 		}
 	}
-	delete(t.running, key)
-	delete(t.exited, key)
+	// Only the incarnation named: the shim publishes a task's TaskDelete
+	// asynchronously, so it can reach us after our own Delete returned and
+	// the container's next task started (seen more than 0.5 s late on
+	// 2.4.2); it must not untrack the new task.
+	if p, ok := t.running[key]; ok && p == pid {
+		delete(t.running, key)
+	}
+	if p, ok := t.exited[key]; ok && p == pid {
+		delete(t.exited, key)
+	}
 	for len(t.tombs) > 0 && now.After(t.tombs[0].deadline) {
 		old := t.tombs[0]
 		t.tombs = t.tombs[1:]
@@ -335,7 +343,7 @@ func (c *Client) handleEnvelope(ctx context.Context, ev *events.Envelope) {
 		}
 		c.tracker.deleted(procKey{e.ContainerID, id}, e.Pid, time.Now())
 		if id == e.ContainerID {
-			c.shims.forget(e.ContainerID)
+			c.shims.forget(e.ContainerID, e.Pid)
 		}
 	}
 	if et == "" {

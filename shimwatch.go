@@ -45,6 +45,7 @@ const (
 type shimEndpoint struct {
 	socket  string // unix socket path
 	service string // ttrpc service name of its task API
+	pid     uint32 // the init process it was found through
 }
 
 // shimSockets remembers each container's shim endpoint, looked up while the
@@ -71,16 +72,22 @@ func (s *shimSockets) set(containerID string, e shimEndpoint) {
 	s.byName[containerID] = e
 }
 
-func (s *shimSockets) forget(containerID string) {
+// forget drops the endpoint of the task whose init was pid (0: whichever):
+// a late TaskDelete of a container's previous task must leave the current
+// one's.
+func (s *shimSockets) forget(containerID string, pid uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.byName, containerID)
+	if e, ok := s.byName[containerID]; ok && (pid == 0 || e.pid == pid) {
+		delete(s.byName, containerID)
+	}
 }
 
 // noteShim records the shim endpoint of a container whose init process pid
 // has just started.
 func (c *Client) noteShim(containerID string, pid uint32) {
 	if e, err := findShim(c.ns, pid); err == nil {
+		e.pid = pid
 		c.shims.set(containerID, e)
 	} else {
 		c.logger.WithError(err).WithField("container", containerID).Debug("shim not found")
