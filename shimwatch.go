@@ -86,6 +86,9 @@ func (s *shimSockets) forget(containerID string, pid uint32) {
 // noteShim records the shim endpoint of a container whose init process pid
 // has just started.
 func (c *Client) noteShim(containerID string, pid uint32) {
+	if e, ok := c.shims.get(containerID); ok && e.pid == pid {
+		return // Start noted it; this is its TaskStart event
+	}
 	if e, err := findShim(c.ns, pid); err == nil {
 		e.pid = pid
 		c.shims.set(containerID, e)
