@@ -92,7 +92,7 @@ daemons:
 # the host's (Debian's 1.6.20), then each built one; a table at the end.
 COMPAT_DAEMONS ?= host $(DAEMON_VERSIONS)
 test-compat: deps daemons
-	COMPAT_DAEMONS="$(COMPAT_DAEMONS)" hack/test-compat.sh
+	COMPAT_DAEMONS="$(COMPAT_DAEMONS)" CRIU_TESTS="$(CRIU_TESTS)" hack/test-compat.sh
 
 bench: deps
 	$(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
