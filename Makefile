@@ -22,7 +22,7 @@ DEBIAN_PACKAGES := containerd runc busybox-static criu
 # One binary per package: present means installed.
 DEPS_BINARIES := containerd containerd-shim-runc-v2 runc busybox criu
 
-.PHONY: all deps build demo test test-unit test-fuzz test-integration test-newest test-dropin bench soak lint clean
+.PHONY: all deps build demo test test-unit test-fuzz test-integration test-newest test-dropin daemons test-compat bench soak lint clean
 
 all: build
 
@@ -79,6 +79,20 @@ test-newest: deps
 DROPIN_VERSIONS ?= v25.0.8 v26.1.5 v27.5.1
 test-dropin:
 	DROPIN_VERSIONS="$(DROPIN_VERSIONS)" hack/test-dropin.sh
+
+# The containerd daemons (and their runc shims) the suites also run against,
+# built once from their Go modules into a cache outside the repo
+# (${XDG_CACHE_HOME:-~/.cache}/libcontainerd/daemons/<version>); later runs
+# reuse them.
+DAEMON_VERSIONS ?= v1.7.35 v2.4.2
+daemons:
+	DAEMON_VERSIONS="$(DAEMON_VERSIONS)" hack/build-daemons.sh
+
+# The whole integration suite and the supervisor's tests against each daemon:
+# the host's (Debian's 1.6.20), then each built one; a table at the end.
+COMPAT_DAEMONS ?= host $(DAEMON_VERSIONS)
+test-compat: deps daemons
+	COMPAT_DAEMONS="$(COMPAT_DAEMONS)" CRIU_TESTS="$(CRIU_TESTS)" hack/test-compat.sh
 
 bench: deps
 	$(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...

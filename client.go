@@ -40,6 +40,7 @@ type Client struct {
 
 	queue   queue.Queue // per-container serial delivery to backend
 	tracker *tracker
+	shims   shimSockets // asked for exits while containerd is down
 	stream  *eventStream
 	cancel  context.CancelFunc
 	unhook  func() bool // releases the ctx watch NewClient registered

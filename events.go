@@ -35,9 +35,13 @@ const (
 	maxRetry   = 250 * time.Millisecond
 	// probeTimeout bounds one IsServing probe.
 	probeTimeout = 500 * time.Millisecond
-	// sentinelTimeout is how long a published sentinel may take to come
-	// back before it is published again.
-	sentinelTimeout = 2 * time.Second
+	// firstSentinelRetry and sentinelTimeout bound how long a published
+	// sentinel may take to come back before it is published again: a
+	// sentinel published before the server has registered the new
+	// subscription (Subscribe returns before it has) is simply lost, so the
+	// first retries come soon.
+	firstSentinelRetry = 50 * time.Millisecond
+	sentinelTimeout    = 2 * time.Second
 	// reconcileTimeout bounds the state queries after a reconnect.
 	reconcileTimeout = 30 * time.Second
 	// tombstoneTTL keeps a deleted process's exit in the dedupe memory past
@@ -136,9 +140,19 @@ func (t *tracker) deleted(key procKey, pid uint32, now time.Time) {
 	// exit since paid (the TaskDelete event after a caller's delete).
 	owed, isOwed := t.owed[key]
 	delivered := t.exited[key] == pid || t.tombIndex[key] == pid && !(isOwed && owed == pid)
-	delete(t.running, key)
-	delete(t.exited, key)
-	delete(t.owed, key)
+	// Only the incarnation named: the shim publishes a task's TaskDelete
+	// asynchronously, so it can reach us after our own Delete returned and
+	// the container's next task started (seen more than 0.5 s late on
+	// 2.4.2); it must not untrack the new task.
+	if p, ok := t.running[key]; ok && p == pid {
+		delete(t.running, key)
+	}
+	if p, ok := t.exited[key]; ok && p == pid {
+		delete(t.exited, key)
+	}
+	if isOwed && owed == pid {
+		delete(t.owed, key)
+	}
 	for len(t.tombs) > 0 && now.After(t.tombs[0].deadline) {
 		old := t.tombs[0]
 		t.tombs = t.tombs[1:]
@@ -225,10 +239,17 @@ func (s *eventStream) run(ctx context.Context) {
 	c := s.c
 	first := true
 	for ctx.Err() == nil {
-		if !first && !c.waitServe(ctx) {
-			return
+		stopWatch := func() {}
+		if !first {
+			// While containerd is away, its shims are asked directly
+			// (see shimwatch.go), until the new stream is live.
+			stopWatch = c.watchShims(ctx)
+			if !c.waitServe(ctx) {
+				stopWatch()
+				return
+			}
 		}
-		err := s.subscribe(ctx)
+		err := s.subscribe(ctx, sync.OnceFunc(stopWatch))
 		first = false
 		if ctx.Err() != nil {
 			return
@@ -241,8 +262,13 @@ func (s *eventStream) run(ctx context.Context) {
 // to be live the tracked processes are reconciled, so no exit falls between
 // the old stream and the new one, nor (on the first stream) between a
 // restarted daemon's Status calls and the subscription.
-func (s *eventStream) subscribe(ctx context.Context) error {
+//
+// stopWatch ends the shim watch of the outage before: once the stream is
+// live, before reconcile (so reconcile sees the exits the shims reported, and
+// does not report 255 for them), or when subscribe returns.
+func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 	c := s.c
+	defer stopWatch()
 	subCtx, cancel := context.WithCancel(c.withNamespace(ctx))
 	defer cancel()
 	ch, errC := c.client.EventService().Subscribe(subCtx,
@@ -257,8 +283,10 @@ func (s *eventStream) subscribe(ctx context.Context) error {
 			c.logger.WithError(err).Debug("publish sentinel")
 		}
 	}
+	began := time.Now()
 	publish()
-	retry := time.NewTimer(sentinelTimeout)
+	retryDelay := firstSentinelRetry
+	retry := time.NewTimer(retryDelay)
 	defer retry.Stop()
 	for {
 		select {
@@ -270,7 +298,10 @@ func (s *eventStream) subscribe(ctx context.Context) error {
 		case <-retry.C:
 			if !live {
 				publish()
-				retry.Reset(sentinelTimeout)
+				if retryDelay *= 2; retryDelay > sentinelTimeout {
+					retryDelay = sentinelTimeout
+				}
+				retry.Reset(retryDelay)
 			}
 		case ev := <-ch:
 			if ev == nil {
@@ -279,6 +310,8 @@ func (s *eventStream) subscribe(ctx context.Context) error {
 			if ev.Topic == s.sentinel {
 				if !live {
 					live = true
+					c.logger.WithField("after", time.Since(began)).Debug("event stream live")
+					stopWatch()
 					c.reconcile(ctx)
 				}
 				continue
@@ -331,6 +364,7 @@ func (c *Client) handleEnvelope(ctx context.Context, ev *events.Envelope) {
 	switch e := v.(type) {
 	case *apievents.TaskStart:
 		c.tracker.seenRunning(procKey{e.ContainerID, e.ContainerID}, e.Pid)
+		c.noteShim(e.ContainerID, e.Pid)
 	case *apievents.TaskExecStarted:
 		c.tracker.seenRunning(procKey{e.ContainerID, e.ExecID}, e.Pid)
 	case *apievents.TaskDelete:
@@ -339,6 +373,9 @@ func (c *Client) handleEnvelope(ctx context.Context, ev *events.Envelope) {
 			id = e.ContainerID
 		}
 		c.tracker.deleted(procKey{e.ContainerID, id}, e.Pid, time.Now())
+		if id == e.ContainerID {
+			c.shims.forget(e.ContainerID, e.Pid)
+		}
 	}
 	if et == "" {
 		c.logger.WithFields(log.Fields{"topic": ev.Topic, "type": reflect.TypeOf(v)}).Debug("ignoring event")

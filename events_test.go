@@ -128,9 +128,20 @@ func TestTrackerExactlyOnce(t *testing.T) {
 	if len(tr.runningSnapshot()) != 0 {
 		t.Fatal("deleted process tracked again")
 	}
+	// A late delete of an earlier task leaves the container's next one
+	// tracked, and its exit still counts.
+	tr.seenRunning(k, 12)
+	tr.deleted(k, 11, now)
+	if got := tr.runningSnapshot(); got[k] != 12 {
+		t.Fatalf("running after a late delete of pid 11: %v", got)
+	}
+	if !tr.firstExit(k, 12) {
+		t.Fatal("exit of the next task dropped")
+	}
+	tr.deleted(k, 12, now)
 	// Tombstones expire, so memory stays bounded.
 	tr.deleted(procKey{"d", "d"}, 1, now.Add(2*tombstoneTTL))
-	if len(tr.tombs) != 1 || len(tr.exited) != 0 {
+	if len(tr.tombs) != 1 || len(tr.exited) != 0 || len(tr.running) != 0 {
 		t.Fatalf("tombs %d exited %d", len(tr.tombs), len(tr.exited))
 	}
 }

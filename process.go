@@ -92,6 +92,7 @@ func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 	}
 	if p.execID == "" {
 		p.ctr.setTask(taskNone)
+		p.ctr.client.shims.forget(p.ctr.id, p.Pid())
 	}
 	p.ctr.client.tracker.deleted(p.key(), p.Pid(), time.Now())
 	p.releaseIO()

@@ -49,6 +49,8 @@ func (t *task) Start(ctx context.Context) error {
 	// exists only now (and moby's daemon reads Pid after Start).
 	t.pid.Store(r.Pid)
 	t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, t.ctr.id}, r.Pid)
+	// Found now, while the process lives: see shimwatch.go.
+	t.ctr.client.noteShim(t.ctr.id, r.Pid)
 	return nil
 }
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	apievents "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/oci"
+	"github.com/containerd/typeurl/v2"
 
 	"github.com/lcdkit/libcontainerd/types"
 )
@@ -159,5 +162,80 @@ func TestEventOOMDeliveredInContainerdOrder(t *testing.T) {
 	}
 	if err := ctr.Delete(f.ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExitsWhenInitAndExecsDieTogether: a container's init is killed while
+// execs run, so all of them die at once. Shims order those exits differently
+// (from containerd 1.7.14 the init's exit is held back until its execs';
+// 1.6.20 publishes them as they are reaped); whatever the daemon's order,
+// the backend gets every exit exactly once, in the order containerd
+// published them.
+func TestExitsWhenInitAndExecsDieTogether(t *testing.T) {
+	f := newFixture(t)
+	subCtx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	raw, rawErrs := f.raw.EventService().Subscribe(subCtx, "namespace=="+f.ns+`,topic=="/tasks/exit"`)
+	_, task := f.startSleeper("t")
+	execs := []string{"e0", "e1", "e2"}
+	for _, id := range execs {
+		if _, err := task.Exec(f.ctx, id, execSpec("sleep", "1000"), false, newStdio().attach); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := task.Kill(f.ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var published []string
+	timeout := time.After(waitTimeout)
+	for len(published) < 1+len(execs) {
+		select {
+		case ev := <-raw:
+			v, err := typeurl.UnmarshalAny(ev.Event)
+			if err != nil {
+				t.Fatal(err)
+			}
+			published = append(published, v.(*apievents.TaskExit).ID)
+		case err := <-rawErrs:
+			t.Fatalf("raw subscription: %v", err)
+		case <-timeout:
+			t.Fatalf("containerd published exits %v, want 4", published)
+		}
+	}
+	cancel()
+	t.Logf("containerd published the exits in the order %v", published)
+	f.backend.waitUntil(t, waitTimeout, "every exit", func() bool {
+		n := 0
+		for _, e := range f.backend.forContainer("t") {
+			if e.Type == types.EventExit {
+				n++
+			}
+		}
+		return n == len(published)
+	})
+	var delivered []string
+	for _, e := range f.backend.forContainer("t") {
+		if e.Type == types.EventExit {
+			delivered = append(delivered, e.Info.ProcessID)
+			if e.Info.ExitCode != 137 {
+				t.Errorf("%s exited %d, want 137", e.Info.ProcessID, e.Info.ExitCode)
+			}
+		}
+	}
+	if fmt.Sprint(delivered) != fmt.Sprint(published) {
+		t.Errorf("exits delivered in the order %v, containerd published %v", delivered, published)
+	}
+	st, err := task.Delete(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ExitCode() != 137 {
+		t.Errorf("Delete: exit %d, want 137", st.ExitCode())
+	}
+	// Every one exactly once: a duplicate would have to be among these.
+	for k, evs := range f.backend.exits() {
+		if len(evs) != 1 {
+			t.Errorf("%v: %d exits", k, len(evs))
+		}
 	}
 }

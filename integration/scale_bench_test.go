@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"github.com/containerd/containerd"
 	apievents "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 
 	libcontainerd "github.com/lcdkit/libcontainerd"
@@ -29,6 +31,15 @@ import (
 // the defaults (100 and 8).
 func BenchmarkScale(b *testing.B) {
 	n, inflight := envInt(b, "LCD_SCALE_N", 100), envInt(b, "LCD_SCALE_INFLIGHT", 8)
+	// The clients' warnings about the crash would split the benchmark's
+	// result lines (benchstat reads them): keep them in a file.
+	logFile, err := os.Create(filepath.Join(b.TempDir(), "clients.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := log.L.Logger.Out
+	log.L.Logger.SetOutput(logFile)
+	b.Cleanup(func() { log.L.Logger.SetOutput(out); logFile.Close() })
 	b.Run("lib", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			runScale(b, newLibScale(b), n, inflight)

@@ -11,9 +11,20 @@ import (
 	"github.com/lcdkit/libcontainerd/internal/errclass"
 )
 
-// criPlugin is the CRI plugin's ID. It is disabled through disabled_plugins:
-// containerd 1.6 ignores `[plugins.cri] disable = true`.
-const criPlugin = "io.containerd.grpc.v1.cri"
+// criPlugins are the IDs of the plugins that make up CRI. They are disabled
+// through disabled_plugins: containerd 1.6 ignores `[plugins.cri] disable =
+// true`. Up to 1.7, CRI is the one gRPC plugin; 2.x keeps that ID for the
+// gRPC service only and loads the image and runtime services and the pod
+// sandbox controller (which needs both) as plugins of their own, which would
+// still start (CNI setup, image store) with the first one alone disabled.
+// Daemons ignore disabled IDs they do not have, so one list serves every
+// version.
+var criPlugins = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.cri.v1.images",
+	"io.containerd.cri.v1.runtime",
+	"io.containerd.podsandbox.controller.v1.podsandbox",
+}
 
 // DaemonOpt configures the daemon Start runs. Options are applied in order;
 // an option that returns an error makes Start fail with InvalidParameter.
@@ -58,7 +69,7 @@ func WithLogFormat(format log.OutputFormat) DaemonOpt {
 // WithCRIDisabled disables containerd's CRI plugin, which an engine that is
 // not a Kubernetes node does not need (and which is slow to start).
 func WithCRIDisabled() DaemonOpt {
-	return WithDisabledPlugins(criPlugin)
+	return WithDisabledPlugins(criPlugins...)
 }
 
 // WithDisabledPlugins adds plugin IDs (such as

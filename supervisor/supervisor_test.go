@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +20,20 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lcdkit/libcontainerd/internal/proc"
+	"github.com/lcdkit/libcontainerd/internal/testenv"
 	"github.com/lcdkit/libcontainerd/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the suite against the containerd LCD_CONTAINERD_BIN names
+// (see testenv.BinDirEnv), or the host's: its directory goes first on PATH, so
+// the daemons the tests start (and their shims) are that version.
+func TestMain(m *testing.M) {
+	if err := testenv.UseBinDir(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // hostPlugins are the plugins that cannot initialise on this host; with them
 // (and CRI) disabled, every plugin must come up without an init error.
@@ -40,9 +51,19 @@ func requireHost(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("supervisor tests run a real containerd and must run as root")
 	}
-	if _, err := exec.LookPath("containerd"); err != nil {
-		t.Fatalf("containerd is not on PATH (%v): install it with `make deps`", err)
+	if _, err := testenv.DaemonBinary(); err != nil {
+		t.Fatalf("no containerd to run (%v): install it with `make deps`", err)
 	}
+}
+
+// daemonBinary is the containerd the tests run, given to Start explicitly
+// (WithBinary) so the test says which daemon it supervises.
+func daemonBinary() string {
+	bin, err := testenv.DaemonBinary()
+	if err != nil {
+		return "containerd" // requireHost reports it
+	}
+	return bin
 }
 
 // testDirs returns short root and state dirs (the socket path must fit).
@@ -59,6 +80,7 @@ func testDirs(t *testing.T) (root, state string) {
 // testOpts keep the suite fast: quick health checks and restarts.
 func testOpts(extra ...DaemonOpt) []DaemonOpt {
 	return append([]DaemonOpt{
+		WithBinary(daemonBinary()),
 		WithCRIDisabled(),
 		WithDisabledPlugins(hostPlugins...),
 		WithLogLevel("debug"),
@@ -129,11 +151,13 @@ func checkServing(t *testing.T, addr string) {
 		t.Fatalf("list plugins: %v", err)
 	}
 	for _, p := range resp.Plugins {
-		if p.InitErr != nil {
+		if testenv.PluginFailed(p.InitErr.GetMessage()) {
 			t.Errorf("plugin %s.%s failed to init: %s", p.Type, p.ID, p.InitErr.Message)
 		}
-		if p.Type+"."+p.ID == criPlugin {
-			t.Errorf("CRI plugin is loaded although disabled")
+		for _, cri := range criPlugins {
+			if p.Type+"."+p.ID == cri {
+				t.Errorf("CRI plugin %s is loaded although disabled", cri)
+			}
 		}
 	}
 }
@@ -214,6 +238,10 @@ func TestStartServes(t *testing.T) {
 	if got := readPid(t, state); got != pid {
 		t.Errorf("pid file says %d, PID() %d", got, pid)
 	}
+	wantExe, _ := filepath.EvalSymlinks(daemonBinary())
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil || exe != wantExe {
+		t.Errorf("daemon %d runs %q (%v), want %s", pid, exe, err, wantExe)
+	}
 	configFile := filepath.Join(state, "containerd.toml")
 	if !runsConfig(pid, configFile) {
 		t.Errorf("daemon %d does not run on %s", pid, configFile)
@@ -239,8 +267,12 @@ func TestStartServes(t *testing.T) {
 		}
 	}
 	disabled, _ := tree.Get("disabled_plugins").([]interface{})
-	if len(disabled) != 1+len(hostPlugins) || disabled[0] != criPlugin {
-		t.Errorf("config disabled_plugins = %v, want CRI then %v", disabled, hostPlugins)
+	var want []interface{}
+	for _, p := range append(append([]string(nil), criPlugins...), hostPlugins...) {
+		want = append(want, p)
+	}
+	if fmt.Sprint(disabled) != fmt.Sprint(want) {
+		t.Errorf("config disabled_plugins = %v, want CRI's %v then %v", disabled, criPlugins, hostPlugins)
 	}
 	if tree.Has("debug.format") {
 		t.Errorf("config has debug.format although none was given")

@@ -42,7 +42,13 @@ func Requirements() []string {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root (run the tests as root)")
 	}
-	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "runc"} {
+	bins := []string{"containerd", "containerd-shim-runc-v2", "runc"}
+	if dir, err := BinDir(); err != nil {
+		missing = append(missing, err.Error())
+	} else if dir != "" {
+		bins = []string{"runc"} // BinDir checked the other two
+	}
+	for _, bin := range bins {
 		if _, err := exec.LookPath(bin); err != nil {
 			missing = append(missing, bin+" (run `make deps`)")
 		}
@@ -57,6 +63,10 @@ func Requirements() []string {
 // os.Exit. setup, if non-nil, runs once the env is up. When the host cannot
 // run the suite it fails (exit 1) with the reason: never a silent skip.
 func Main(m *testing.M, setup func(*Env)) int {
+	if err := UseBinDir(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: integration tests cannot run: %v\n", err)
+		return 1
+	}
 	if missing := Requirements(); len(missing) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: integration tests cannot run, missing: %s\n", strings.Join(missing, "; "))
 		return 1
@@ -69,7 +79,7 @@ func Main(m *testing.M, setup func(*Env)) int {
 		}
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "testenv: private containerd pid %d on %s\n", env.PID(), env.Address)
+	fmt.Fprintf(os.Stderr, "testenv: private containerd %s pid %d on %s\n", env.daemonVersion(), env.PID(), env.Address)
 	if setup != nil {
 		setup(env)
 	}
@@ -89,6 +99,23 @@ func Main(m *testing.M, setup func(*Env)) int {
 		code = 1
 	}
 	return code
+}
+
+// daemonVersion is what the daemon says it is, for the log: which daemon a
+// run tested is the first thing to know when the suite runs on several.
+func (e *Env) daemonVersion() string {
+	cli, err := e.Client()
+	if err != nil {
+		return "(version unknown: " + err.Error() + ")"
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, err := cli.Version(ctx)
+	if err != nil {
+		return "(version unknown: " + err.Error() + ")"
+	}
+	return v.Version
 }
 
 // New starts a daemon and builds the rootfs.

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs the whole integration suite and the supervisor's tests against each
+# containerd daemon in turn and prints a table: daemon version, tests passed /
+# failed / skipped, seconds. Fails if any daemon's run fails.
+#
+#   hack/test-compat.sh [DAEMON...]     default: $COMPAT_DAEMONS
+#
+# DAEMON is "host" (the containerd on PATH: Debian's) or a version that
+# hack/build-daemons.sh built into the cache (run `make daemons` first).
+# Each run's full output is kept in bin/compat-<version>.log.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+daemons=("$@")
+[ ${#daemons[@]} -gt 0 ] || read -r -a daemons <<<"${COMPAT_DAEMONS:-host v1.7.35 v2.4.2}"
+cache=${LCD_DAEMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/libcontainerd/daemons}
+module=github.com/lcdkit/libcontainerd
+pkgs=("$module/integration" "$module/supervisor")
+
+# The tests allowed to skip (those that need a working criu; the Makefile
+# passes them), as for make test-integration.
+allow=()
+for t in ${CRIU_TESTS:-}; do allow+=("-allow-skip" "criu=$t"); done
+
+mkdir -p bin
+go build -o bin/testjson ./internal/cmd/testjson
+
+rows=()
+failed=0
+for d in "${daemons[@]}"; do
+	if [ "$d" = host ]; then
+		bindir=""
+		version=$(containerd --version | awk '{print $3}')
+	else
+		bindir=$cache/$d
+		if [ ! -f "$bindir/.complete" ]; then
+			echo "test-compat: no containerd $d in $cache: run \`make daemons\`" >&2
+			exit 1
+		fi
+		version=$("$bindir/containerd" --version | awk '{print $3}')
+	fi
+	log=bin/compat-$d.log
+	echo "== containerd $version${bindir:+ ($bindir)}: the integration suite and the supervisor tests"
+	start=$(date +%s)
+	# -p 1: one package at a time, so the supervisor's restarts and hangs
+	# do not share the CPU with the chaos test's timings.
+	rc=0
+	LCD_CONTAINERD_BIN=$bindir go test -race -count=1 -p 1 -json -timeout 20m "${pkgs[@]}" |
+		bin/testjson "${pkgs[@]/#/-require=}" "${allow[@]}" >"$log" 2>&1 || rc=$?
+	secs=$(($(date +%s) - start))
+	counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -1 || true)
+	read -r passed _ nfailed _ skipped _ <<<"${counts:-- - - - - -}"
+	result=ok
+	if [ $rc -ne 0 ] || [ -z "$counts" ]; then
+		result=FAIL
+		failed=1
+		echo "--- containerd $version failed (full output: $log):" >&2
+		grep -E -e '^(--- FAIL|FAIL|panic:)' -e '^FAIL: ' -e '_test\.go:[0-9]+: ' "$log" | head -60 >&2 || true
+	fi
+	echo "   $counts in ${secs}s: $result"
+	rows+=("$(printf '%-12s %6s %6s %7s %7s  %s' "$version" "$passed" "$nfailed" "$skipped" "$secs" "$result")")
+done
+
+echo
+printf '%-12s %6s %6s %7s %7s  %s\n' DAEMON PASSED FAILED SKIPPED SECONDS RESULT
+printf '%s\n' "${rows[@]}"
+if [ $failed -ne 0 ]; then
+	echo "test-compat FAILED" >&2
+	exit 1
+fi
+echo "test-compat passed on ${daemons[*]}"
