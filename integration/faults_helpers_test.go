@@ -29,18 +29,7 @@ import (
 // call keeps it from them, a fault after a call lets them answer).
 func newFaultFixture(t testing.TB, intercept ...grpc.UnaryClientInterceptor) *fixture {
 	t.Helper()
-	ctx, ns := env.Context(t)
-	f := &fixture{t: t, ctx: ctx, ns: ns, stateDir: t.TempDir(), rpcs: &rpcCounter{}, backend: newRecordingBackend()}
-	opts := append(faults.DialOptions(),
-		grpc.WithChainUnaryInterceptor(append([]grpc.UnaryClientInterceptor{f.rpcs.interceptor()}, intercept...)...))
-	raw, err := env.Client(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
-	f.raw = raw
-	f.client = f.newClient()
-	return f
+	return newFixtureDial(t, faults.DialOptions(), intercept...)
 }
 
 // hostState is what an operation can leave behind, in containerd (the

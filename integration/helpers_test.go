@@ -76,9 +76,17 @@ type fixture struct {
 // every unary RPC of both the library's client and f.raw, after counting.
 func newFixture(t testing.TB, intercept ...grpc.UnaryClientInterceptor) *fixture {
 	t.Helper()
+	return newFixtureDial(t, nil, intercept...)
+}
+
+// newFixtureDial is newFixture with extra dial options on the raw client
+// (the fault injector's, say) before the RPC counter and intercept.
+func newFixtureDial(t testing.TB, dial []grpc.DialOption, intercept ...grpc.UnaryClientInterceptor) *fixture {
+	t.Helper()
 	ctx, ns := env.Context(t)
 	f := &fixture{t: t, ctx: ctx, ns: ns, stateDir: t.TempDir(), rpcs: &rpcCounter{}, backend: newRecordingBackend()}
-	raw, err := env.Client(grpc.WithChainUnaryInterceptor(append([]grpc.UnaryClientInterceptor{f.rpcs.interceptor()}, intercept...)...))
+	opts := append(dial, grpc.WithChainUnaryInterceptor(append([]grpc.UnaryClientInterceptor{f.rpcs.interceptor()}, intercept...)...))
+	raw, err := env.Client(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +134,18 @@ func (f *fixture) newContainer(id string, args ...string) types.Container {
 // waitExit waits (bounded) for a process to exit, through the raw client.
 func (f *fixture) waitExit(id, execID string) uint32 {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(f.ctx, waitTimeout)
+	return waitRawExit(f.t, f.ctx, f.raw, id, execID)
+}
+
+// waitRawExit waits (bounded) for a task (execID "") or exec to exit and
+// returns its exit status, asking containerd directly.
+func waitRawExit(t testing.TB, ctx context.Context, raw *containerd.Client, id, execID string) uint32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
-	r, err := f.raw.TaskService().Wait(ctx, &tasks.WaitRequest{ContainerID: id, ExecID: execID})
+	r, err := raw.TaskService().Wait(ctx, &tasks.WaitRequest{ContainerID: id, ExecID: execID})
 	if err != nil {
-		f.t.Fatalf("wait for %s/%s: %v", id, execID, err)
+		t.Fatalf("wait for %s/%s: %v", id, execID, err)
 	}
 	return r.ExitStatus
 }

@@ -261,13 +261,7 @@ func (f *legacyFixture) bundle(id string) string { return filepath.Join(f.stateD
 // waitExit waits (bounded) for a process to exit, through the raw client.
 func (f *legacyFixture) waitExit(id, execID string) uint32 {
 	f.t.Helper()
-	ctx, cancel := context.WithTimeout(f.ctx, waitTimeout)
-	defer cancel()
-	r, err := f.raw.TaskService().Wait(ctx, &tasks.WaitRequest{ContainerID: id, ExecID: execID})
-	if err != nil {
-		f.t.Fatalf("wait for %s/%s: %v", id, execID, err)
-	}
-	return r.ExitStatus
+	return waitRawExit(f.t, f.ctx, f.raw, id, execID)
 }
 
 // processExists asks containerd whether the task (execID "") or exec exists.
