@@ -100,6 +100,15 @@ func (t *tracker) seenRunning(key procKey, pid uint32) {
 	t.running[key] = pid
 }
 
+// isRunning reports whether (key, pid) was seen running and its exit not
+// delivered yet.
+func (t *tracker) isRunning(key procKey, pid uint32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.running[key]
+	return ok && p == pid
+}
+
 // firstExit reports whether this is the first exit of (key, pid), and
 // records it. Later reports of the same exit (shim re-sends, reconcile) are
 // duplicates.
@@ -382,6 +391,15 @@ func (c *Client) handleEnvelope(ctx context.Context, ev *events.Envelope) {
 		return
 	}
 	c.emit(et, ei)
+}
+
+// exitFromDelete delivers the exit a delete reported, for a process seen
+// running whose exit has not been delivered yet.
+func (c *Client) exitFromDelete(key procKey, pid, code uint32, exitedAt time.Time) {
+	if pid == 0 || !c.tracker.isRunning(key, pid) {
+		return
+	}
+	c.emit(types.EventExit, types.EventInfo{ContainerID: key.containerID, ProcessID: key.processID, Pid: pid, ExitCode: code, ExitedAt: exitedAt})
 }
 
 // emit queues an event for the backend; an exit only the first time it is

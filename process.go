@@ -90,6 +90,14 @@ func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 		}
 		// Gone already (deleted behind our back): still release the IO.
 	}
+	if err == nil {
+		// The delete's answer is the exit itself. When a delete follows
+		// the exit closely, containerd 2.x's shim can be gone before its
+		// TaskExit reached containerd, which then never publishes it: a
+		// process this client saw running gets its exit from here unless
+		// the stream delivered it first (the dedupe drops the second).
+		p.ctr.client.exitFromDelete(p.key(), p.Pid(), code, timeOf(exitedAt))
+	}
 	if p.execID == "" {
 		p.ctr.setTask(taskNone)
 		p.ctr.client.shims.forget(p.ctr.id, p.Pid())
