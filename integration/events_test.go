@@ -100,7 +100,7 @@ func TestEventsDeliveredInOrder(t *testing.T) {
 	}
 }
 
-// TestEventOOMDeliveredInContainerdOrder: an OOM-killed container's OOM
+// TestEventOOMDeliveredInContainerdOrder: whatever containerd publishes for an OOM-killed container (its OOM, when it publishes one)
 // reaches the backend, and its OOM and exit arrive in the order containerd
 // published them. The shim reports the two from separate goroutines (the
 // cgroup's OOM notification and the reaper), so that order is containerd's
@@ -127,9 +127,14 @@ func TestEventOOMDeliveredInContainerdOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Until the exit, and a little after it: the shim's OOM notification
+	// and its reaper race, and under load containerd sometimes publishes
+	// no OOM at all; what it published is what the backend must get.
 	var want []types.EventType
 	timeout := time.After(waitTimeout)
-	for len(want) < 2 {
+	var grace <-chan time.Time
+collect:
+	for {
 		select {
 		case ev := <-raw:
 			switch ev.Topic {
@@ -137,11 +142,18 @@ func TestEventOOMDeliveredInContainerdOrder(t *testing.T) {
 				want = append(want, types.EventOOM)
 			case "/tasks/exit":
 				want = append(want, types.EventExit)
+				grace = time.After(2 * time.Second)
+			}
+			if len(want) == 2 {
+				break collect
 			}
 		case err := <-rawErrs:
 			t.Fatalf("raw subscription: %v", err)
+		case <-grace:
+			t.Logf("containerd published %v: no OOM event this time", want)
+			break collect
 		case <-timeout:
-			t.Fatalf("containerd published %v, want an oom and an exit", want)
+			t.Fatalf("containerd published %v, want an exit", want)
 		}
 	}
 	var got []types.EventType
@@ -152,7 +164,7 @@ func TestEventOOMDeliveredInContainerdOrder(t *testing.T) {
 				got = append(got, et)
 			}
 		}
-		return len(got) >= 2
+		return len(got) >= len(want)
 	})
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("backend got %v, containerd published %v", got, want)
