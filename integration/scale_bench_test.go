@@ -135,6 +135,29 @@ func (c *exitClock) ProcessEvent(containerID string, et types.EventType, ei type
 	return nil
 }
 
+// handles keeps each container's handles (the library's or the raw
+// client's) for the later phases; the phases run concurrently.
+type handles[C, T any] struct {
+	mu    sync.Mutex
+	ctrs  map[string]C
+	tasks map[string]T
+}
+
+func (h *handles[C, T]) keep(id string, ctr C, t T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ctrs == nil {
+		h.ctrs, h.tasks = map[string]C{}, map[string]T{}
+	}
+	h.ctrs[id], h.tasks[id] = ctr, t
+}
+
+func (h *handles[C, T]) get(id string) (C, T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ctrs[id], h.tasks[id]
+}
+
 // inParallel runs op for every id with at most inflight at once; the first
 // error wins.
 func inParallel(ids []string, inflight int, op func(id string) error) error {
@@ -233,14 +256,8 @@ func newLibScale(b *testing.B) *scaleWorld {
 		return c.(*libcontainerd.Client)
 	}
 	client := newClient()
-	var mu sync.Mutex
-	tasksByID := map[string]types.Task{}
-	containersByID := map[string]types.Container{}
-	keep := func(id string, ctr types.Container, t types.Task) {
-		mu.Lock()
-		defer mu.Unlock()
-		containersByID[id], tasksByID[id] = ctr, t
-	}
+	var kept handles[types.Container, types.Task]
+	keep := kept.keep
 	w.start = func(id string) (uint32, error) {
 		ctr, err := client.NewContainer(f.ctx, id, f.spec(id, "sleep", "1000"), "io.containerd.runc.v2", env.RuncOptions())
 		if err != nil {
@@ -277,9 +294,7 @@ func newLibScale(b *testing.B) *scaleWorld {
 		return nil
 	}
 	w.remove = func(id string) error {
-		mu.Lock()
-		ctr, t := containersByID[id], tasksByID[id]
-		mu.Unlock()
+		ctr, t := kept.get(id)
 		if err := t.ForceDelete(f.ctx); err != nil {
 			return err
 		}
@@ -298,14 +313,8 @@ func newRawScale(b *testing.B) *scaleWorld {
 	clock := newExitClock()
 	w := &scaleWorld{f: f, exits: clock}
 	fifoDir := b.TempDir()
-	var mu sync.Mutex
-	tasksByID := map[string]containerd.Task{}
-	containersByID := map[string]containerd.Container{}
-	keep := func(id string, ctr containerd.Container, t containerd.Task) {
-		mu.Lock()
-		defer mu.Unlock()
-		containersByID[id], tasksByID[id] = ctr, t
-	}
+	var kept handles[containerd.Container, containerd.Task]
+	keep := kept.keep
 	monitorCtx, stopMonitor := context.WithCancel(f.ctx)
 	monitorDone := make(chan struct{})
 	b.Cleanup(func() { stopMonitor(); <-monitorDone })
@@ -345,9 +354,7 @@ func newRawScale(b *testing.B) *scaleWorld {
 		return nil
 	}
 	w.remove = func(id string) error {
-		mu.Lock()
-		ctr, t := containersByID[id], tasksByID[id]
-		mu.Unlock()
+		ctr, t := kept.get(id)
 		if _, err := t.Delete(f.ctx, containerd.WithProcessKill); err != nil {
 			return err
 		}
