@@ -100,12 +100,16 @@ func (t *tracker) seenRunning(key procKey, pid uint32) {
 	t.running[key] = pid
 }
 
-// isRunning reports whether (key, pid) was seen running and its exit not
-// delivered yet.
-func (t *tracker) isRunning(key procKey, pid uint32) bool {
+// exitUnpaid reports whether the exit of (key, pid) is still to be
+// delivered: the process was seen running, or was deleted before its exit
+// arrived (owed).
+func (t *tracker) exitUnpaid(key procKey, pid uint32) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p, ok := t.running[key]
+	if p, ok := t.running[key]; ok && p == pid {
+		return true
+	}
+	p, ok := t.owed[key]
 	return ok && p == pid
 }
 
@@ -381,6 +385,11 @@ func (c *Client) handleEnvelope(ctx context.Context, ev *events.Envelope) {
 		if id == "" {
 			id = e.ContainerID
 		}
+		// The delete event carries the exit too. On containerd 2.x the
+		// shim can be gone before its TaskExit reached containerd, which
+		// then never publishes it; and containerd publishes TaskDelete
+		// itself, so it can arrive before our own Delete's answer.
+		c.exitReported(procKey{e.ContainerID, id}, e.Pid, e.ExitStatus, timeOf(e.ExitedAt))
 		c.tracker.deleted(procKey{e.ContainerID, id}, e.Pid, time.Now())
 		if id == e.ContainerID {
 			c.shims.forget(e.ContainerID, e.Pid)
@@ -393,10 +402,10 @@ func (c *Client) handleEnvelope(ctx context.Context, ev *events.Envelope) {
 	c.emit(et, ei)
 }
 
-// exitFromDelete delivers the exit a delete reported, for a process seen
-// running whose exit has not been delivered yet.
-func (c *Client) exitFromDelete(key procKey, pid, code uint32, exitedAt time.Time) {
-	if pid == 0 || !c.tracker.isRunning(key, pid) {
+// exitReported delivers an exit that an answer (delete, wait) or a delete
+// event reported, for a process whose exit has not been delivered yet.
+func (c *Client) exitReported(key procKey, pid, code uint32, exitedAt time.Time) {
+	if pid == 0 || !c.tracker.exitUnpaid(key, pid) {
 		return
 	}
 	c.emit(types.EventExit, types.EventInfo{ContainerID: key.containerID, ProcessID: key.processID, Pid: pid, ExitCode: code, ExitedAt: exitedAt})

@@ -172,6 +172,72 @@ func TestTrackerExitAfterDelete(t *testing.T) {
 	}
 }
 
+// recordingBackend sends every event it gets on a channel.
+type recordingBackend chan types.EventInfo
+
+func (b recordingBackend) ProcessEvent(_ string, et types.EventType, ei types.EventInfo) error {
+	if et == types.EventExit {
+		b <- ei
+	}
+	return nil
+}
+
+// containerd 2.x's shim can exit before its TaskExit reaches containerd:
+// the TaskDelete event then carries the only record of the exit. It is
+// delivered from there once, with the status the event gives, and a TaskExit
+// that does come later is a duplicate.
+func TestTaskDeleteDeliversMissingExit(t *testing.T) {
+	b := make(recordingBackend, 4)
+	c := testClient(b)
+	at := time.Unix(1700000000, 0).UTC()
+	want := types.EventInfo{ContainerID: "c", ProcessID: "c", Pid: 30, ExitCode: 137, ExitedAt: at}
+	c.handleEnvelope(context.Background(), envelope(t, &apievents.TaskStart{ContainerID: "c", Pid: 30}))
+	c.handleEnvelope(context.Background(), envelope(t, &apievents.TaskDelete{ContainerID: "c", Pid: 30, ExitStatus: 137, ExitedAt: protobuf.ToTimestamp(at)}))
+	if got := drainExits(t, c, b); len(got) != 1 || got[0] != want {
+		t.Fatalf("exits after TaskDelete: %+v, want exactly %+v", got, want)
+	}
+	c.handleEnvelope(context.Background(), envelope(t, &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 30, ExitStatus: 137, ExitedAt: protobuf.ToTimestamp(at)}))
+	// Not seen running by this client (another client's task): nothing.
+	c.handleEnvelope(context.Background(), envelope(t, &apievents.TaskDelete{ContainerID: "other", Pid: 31, ExitStatus: 1}))
+	if got := drainExits(t, c, b); len(got) != 0 {
+		t.Fatalf("exits delivered again: %+v", got)
+	}
+}
+
+// drainExits waits for c's queue and returns the exits b got so far.
+func drainExits(t *testing.T, c *Client, b recordingBackend) []types.EventInfo {
+	t.Helper()
+	ctx, cancel := contextWithTimeout(5 * time.Second)
+	defer cancel()
+	if err := c.queue.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []types.EventInfo
+	for {
+		select {
+		case ei := <-b:
+			got = append(got, ei)
+		default:
+			return got
+		}
+	}
+}
+
+// A delete's answer pays an exit that a TaskDelete event, arriving first,
+// left owed (containerd publishes TaskDelete before its answer reaches us).
+func TestDeleteAnswerPaysOwedExit(t *testing.T) {
+	b := make(recordingBackend, 4)
+	c := testClient(b)
+	k := procKey{"c", "c"}
+	c.tracker.seenRunning(k, 40)
+	c.tracker.deleted(k, 40, time.Now()) // the event, without an exit in it
+	c.exitReported(k, 40, 2, time.Time{})
+	c.exitReported(k, 40, 2, time.Time{}) // the wait's answer too: a duplicate
+	if got := drainExits(t, c, b); len(got) != 1 || got[0].ExitCode != 2 {
+		t.Fatalf("exits delivered: %+v, want one with code 2", got)
+	}
+}
+
 // blockingBackend blocks container "slow" until released, panics for
 // "panic", errors for "err", and records everything else.
 type blockingBackend struct {

@@ -96,7 +96,7 @@ func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 		// TaskExit reached containerd, which then never publishes it: a
 		// process this client saw running gets its exit from here unless
 		// the stream delivered it first (the dedupe drops the second).
-		p.ctr.client.exitFromDelete(p.key(), p.Pid(), code, timeOf(exitedAt))
+		p.ctr.client.exitReported(p.key(), p.Pid(), code, timeOf(exitedAt))
 	}
 	if p.execID == "" {
 		p.ctr.setTask(taskNone)

@@ -104,10 +104,17 @@ func (t *task) ForceDelete(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id}); err != nil && !errclass.IsNotFound(err) {
+	w, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id})
+	if err != nil && !errclass.IsNotFound(err) {
 		return wrapErrorf(err, "wait for task "+t.ctr.id)
 	}
-	_, err = t.Delete(ctx)
+	if _, err = t.Delete(ctx); err != nil && w != nil {
+		// The delete may have taken effect with its answer lost, and
+		// containerd 2.x's shim can go without publishing the exit: the
+		// wait's answer is then the only record of it (dropped as a
+		// duplicate if the stream or the delete delivered it).
+		t.ctr.client.exitReported(t.key(), t.Pid(), w.ExitStatus, timeOf(w.ExitedAt))
+	}
 	return err
 }
 
