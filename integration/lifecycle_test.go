@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -416,4 +417,28 @@ func TestClientStopsWithContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
+}
+
+// Removing a container while its execs run (docker rm -f of a container with
+// an exec) kills them with it; containerd 1.6's shim may publish their exits
+// after the init's, and a shim shut down by the delete can take an unsent
+// exit with it. Every process started still gets exactly one exit.
+func TestForceDeleteWithExecsRunning(t *testing.T) {
+	f := newFixture(t)
+	for i := 0; i < 10; i++ {
+		id := fmt.Sprintf("rm%d", i)
+		ctr, task := f.startSleeper(id)
+		for _, e := range []string{"e0", "e1"} {
+			if _, err := task.Exec(f.ctx, e, execSpec("sleep", "1000"), false, newStdio().attach); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := task.ForceDelete(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := ctr.Delete(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkExits(t, func() *exitLedger { return ledgerOf(f.backend) })
 }
