@@ -82,6 +82,15 @@ func TestLifecyclesAcrossContainerdKill(t *testing.T) {
 			}
 			return true
 		}
+		// awaitExit is a step that waits for a process's exit.
+		awaitExit := func(process, what string) bool {
+			if err := exitOf(l.id, process); err != nil {
+				t.Error(err)
+				l.failedAt, l.err = what, err
+				return false
+			}
+			return true
+		}
 		ok := step("NewContainer", func(ctx context.Context) (err error) {
 			l.ctr, err = f.client.NewContainer(ctx, l.id, f.spec(l.id, "sleep", "1000"), shim, env.RuncOptions())
 			return err
@@ -109,23 +118,13 @@ func TestLifecyclesAcrossContainerdKill(t *testing.T) {
 		if !ok {
 			return
 		}
-		if err := exitOf(l.id, "e"); err != nil {
-			t.Error(err)
-			l.failedAt, l.err = "waiting for the exec's exit", err
-			return
-		}
-		ok = step("Process.Delete", func(ctx context.Context) error {
+		ok = awaitExit("e", "waiting for the exec's exit") && step("Process.Delete", func(ctx context.Context) error {
 			_, err := l.exec.Delete(ctx)
 			return err
 		}) && step("Task.Kill", func(ctx context.Context) error {
 			return l.task.Kill(ctx, syscall.SIGKILL)
-		})
+		}) && awaitExit(l.id, "waiting for the task's exit")
 		if !ok {
-			return
-		}
-		if err := exitOf(l.id, l.id); err != nil {
-			t.Error(err)
-			l.failedAt, l.err = "waiting for the task's exit", err
 			return
 		}
 		_ = step("Task.Delete", func(ctx context.Context) error {
