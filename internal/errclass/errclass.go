@@ -313,7 +313,7 @@ func FromGRPC(err error) error {
 	if _, ok := err.(interface{ GRPCStatus() *status.Status }); !ok {
 		return err
 	}
-	return &rpcError{converted: cdgrpc.FromGRPC(err), original: err}
+	return &rpcError{converted: nativeError(err), original: err}
 }
 
 type rpcError struct{ converted, original error }
