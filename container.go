@@ -13,7 +13,6 @@ import (
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/protobuf"
 	runcoptions "github.com/containerd/containerd/runtime/v2/runc/options"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
@@ -103,7 +102,7 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 		if err != nil {
 			return nil, errclass.System(err)
 		}
-		request.Options = protobuf.FromAny(anyOpts)
+		request.Options = protoAny(anyOpts)
 	}
 	if restoreDir != "" && !inPlace {
 		desc, release, err := c.client.uploadCheckpoint(ctx, restoreDir)

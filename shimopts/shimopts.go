@@ -59,13 +59,13 @@ func Generate(runtimeType string, opts map[string]interface{}) (interface{}, err
 	switch {
 	case strings.TrimSpace(runtimeType) == "":
 		return nil, errclass.InvalidParameter(errors.New("shimopts: runtime type must not be empty"))
-	case runtimeType == plugin.RuntimeRuncV1, runtimeType == plugin.RuntimeRuncV2:
+	case runtimeType == runtimeRuncV1, runtimeType == plugin.RuntimeRuncV2:
 		out, err := decode(runtimeType, opts, runcSchema)
 		if err != nil {
 			return nil, err // not out: a nil *T would make a non-nil interface
 		}
 		return out, nil
-	case runtimeType == plugin.RuntimeLinuxV1:
+	case runtimeType == runtimeLinuxV1:
 		return nil, errclass.InvalidParameter(fmt.Errorf(
 			"shimopts: runtime type %q (containerd's legacy v1 Linux runtime) is not supported: "+
 				"it was deprecated in containerd 1.4 and removed in 2.0; use %q",

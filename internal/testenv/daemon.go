@@ -194,7 +194,7 @@ func (d *Daemon) probe() error {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	resp, err := cli.IntrospectionService().Plugins(ctx, nil)
+	resp, err := listPlugins(ctx, cli)
 	if err != nil {
 		return err
 	}
