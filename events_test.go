@@ -30,7 +30,7 @@ func envelope(t testing.TB, v interface{}) *events.Envelope {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &events.Envelope{Namespace: "ns", Topic: "/tasks/x", Event: protobuf.FromAny(a)}
+	return &events.Envelope{Namespace: "ns", Topic: "/tasks/x", Event: protoAny(a)}
 }
 
 func TestTranslate(t *testing.T) {

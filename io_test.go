@@ -11,7 +11,6 @@ import (
 	cgroup1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	cgroup2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	apitypes "github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -163,7 +162,7 @@ func TestDecodeMetrics(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := decodeMetrics("c", &apitypes.Metric{ID: "c", Timestamp: timestamppb.New(read), Data: protobuf.FromAny(a)})
+		st, err := decodeMetrics("c", &apitypes.Metric{ID: "c", Timestamp: timestamppb.New(read), Data: protoAny(a)})
 		if err != nil {
 			t.Fatal(err)
 		}

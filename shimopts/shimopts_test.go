@@ -81,14 +81,14 @@ func TestRuntimeTypes(t *testing.T) {
 		wantErr     []string // what the error must mention
 	}{
 		{runtimeType: plugin.RuntimeRuncV2, want: &runcoptions.Options{}},
-		{runtimeType: plugin.RuntimeRuncV1, want: &runcoptions.Options{}},
+		{runtimeType: runtimeRuncV1, want: &runcoptions.Options{}},
 		{runtimeType: "io.containerd.kata.v2", want: &runtimeoptions.Options{}},
 		{runtimeType: "io.containerd.runsc.v1", want: &runtimeoptions.Options{}},
 		{runtimeType: "io.containerd.wasmedge.v1", want: &runtimeoptions.Options{}},
 		{runtimeType: "/usr/local/bin/containerd-shim-custom-v2", want: &runtimeoptions.Options{}},
 		{runtimeType: "", wantErr: []string{"runtime type must not be empty"}},
 		{runtimeType: "  \t", wantErr: []string{"runtime type must not be empty"}},
-		{runtimeType: plugin.RuntimeLinuxV1, wantErr: []string{plugin.RuntimeLinuxV1, plugin.RuntimeRuncV2}},
+		{runtimeType: runtimeLinuxV1, wantErr: []string{runtimeLinuxV1, plugin.RuntimeRuncV2}},
 		{runtimeType: "io.containerd.runhcs.v1", wantErr: []string{"io.containerd.runhcs.v1", "Windows"}},
 	} {
 		for _, opts := range []map[string]any{nil, {}} {
@@ -259,7 +259,7 @@ func TestUnknownKeys(t *testing.T) {
 		want        []string
 	}{
 		{plugin.RuntimeRuncV2, map[string]any{"Hello": "world"}, []string{`unknown option "Hello"`, plugin.RuntimeRuncV2}},
-		{plugin.RuntimeRuncV1, map[string]any{"SystemdCgroup": true, "Bogus": 1}, []string{`"Bogus"`}},
+		{runtimeRuncV1, map[string]any{"SystemdCgroup": true, "Bogus": 1}, []string{`"Bogus"`}},
 		{plugin.RuntimeRuncV2, map[string]any{"": true}, []string{`unknown option ""`}},
 		{plugin.RuntimeRuncV2, map[string]any{"a\nb": true}, []string{`unknown option "a\nb"`}},
 		{plugin.RuntimeRuncV2, map[string]any{"TypeUrl": "x"}, []string{`unknown option "TypeUrl"`}},
@@ -721,7 +721,7 @@ func FuzzGenerate(f *testing.F) {
 		doc         string
 	}{
 		{plugin.RuntimeRuncV2, `{"BinaryName":"crun","SystemdCgroup":true,"IoUid":1000,"IoGid":1000}`},
-		{plugin.RuntimeRuncV1, `{"root":"/run/runc","NOPIVOTROOT":true,"noNewKeyring":false}`},
+		{runtimeRuncV1, `{"root":"/run/runc","NOPIVOTROOT":true,"noNewKeyring":false}`},
 		{plugin.RuntimeRuncV2, `{"IoUid":-1}`},
 		{plugin.RuntimeRuncV2, `{"IoUid":4294967296}`},
 		{plugin.RuntimeRuncV2, `{"IoUid":1e400}`},
@@ -732,7 +732,7 @@ func FuzzGenerate(f *testing.F) {
 		{"io.containerd.runsc.v1", `{"TypeUrl":"io.containerd.runsc.v1.options","ConfigPath":"/etc/runsc.toml"}`},
 		{"io.containerd.kata.v2", `{"ConfigBody":[104,105,256,-1,null]}`},
 		{"io.containerd.kata.v2", `{"ConfigBody":"[a]\nb = 1\n"}`},
-		{plugin.RuntimeLinuxV1, `{}`},
+		{runtimeLinuxV1, `{}`},
 		{"io.containerd.runhcs.v1", `{"Debug":true}`},
 		{"", `null`},
 		{plugin.RuntimeRuncV2, `not json`},
@@ -770,7 +770,7 @@ func FuzzGenerate(f *testing.F) {
 			return
 		}
 		switch runtimeType {
-		case plugin.RuntimeRuncV1, plugin.RuntimeRuncV2:
+		case runtimeRuncV1, plugin.RuntimeRuncV2:
 			if o, ok := got.(*runcoptions.Options); !ok || o == nil {
 				t.Fatalf("got %#v for %q", got, runtimeType)
 			}

@@ -146,7 +146,7 @@ func checkServing(t *testing.T, addr string) {
 	if err != nil || !ok {
 		t.Fatalf("IsServing = %v, %v; want true", ok, err)
 	}
-	resp, err := cli.IntrospectionService().Plugins(ctx, nil)
+	resp, err := testenv.ListPlugins(ctx, cli)
 	if err != nil {
 		t.Fatalf("list plugins: %v", err)
 	}

@@ -194,7 +194,7 @@ func (d *Daemon) probe() error {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	resp, err := listPlugins(ctx, cli)
+	resp, err := ListPlugins(ctx, cli)
 	if err != nil {
 		return err
 	}
