@@ -45,6 +45,11 @@ func (e classified) Is(target error) bool { return e.class.is(target) }
 type class struct {
 	sentinels []error
 	marked    func(error) bool // target itself carries the marker method
+	// inChain reports whether err or anything in its chain carries the
+	// marker method (errors.As, which also asks errdefs v1.0.0's
+	// message-carrying errors, which hide their class behind an As method
+	// rather than Unwrap: the v2 client's errors).
+	inChain func(error) bool
 }
 
 func (c *class) is(target error) bool {
@@ -63,11 +68,14 @@ func (c *class) matches(err error) bool {
 			return true
 		}
 	}
-	return chainHas(err, c.marked)
+	return c.inChain(err)
 }
 
-func newClass(marked func(error) bool, sentinels ...error) *class {
-	c := &class{marked: marked}
+func newClass[M any](sentinels ...error) *class {
+	c := &class{
+		marked:  markedBy[M],
+		inChain: func(err error) bool { var m M; return errors.As(err, &m) },
+	}
 	for _, s := range sentinels {
 		if s != nil && !c.is(s) {
 			c.sentinels = append(c.sentinels, s) // aliases appear once
@@ -82,52 +90,22 @@ func markedBy[M any](err error) bool {
 	return ok
 }
 
-// chainHas walks err's chain (both Unwrap forms) looking for f.
-func chainHas(err error, f func(error) bool) bool {
-	for err != nil {
-		if f(err) {
-			return true
-		}
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				if chainHas(e, f) {
-					return true
-				}
-			}
-			return false
-		default:
-			return false
-		}
-	}
-	return false
-}
-
 var (
-	classNotFound = newClass(markedBy[interface{ NotFound() }],
-		cerrdefs.ErrNotFound, cdgrpc.ErrNotFound)
-	classConflict = newClass(markedBy[interface{ Conflict() }])
-	classInvalid  = newClass(markedBy[interface{ InvalidParameter() }],
-		cerrdefs.ErrInvalidArgument, cdgrpc.ErrInvalidArgument)
-	classUnavailable = newClass(markedBy[interface{ Unavailable() }],
-		cerrdefs.ErrUnavailable, cdgrpc.ErrUnavailable)
-	classSystem  = newClass(markedBy[interface{ System() }])
-	classUnknown = newClass(markedBy[interface{ Unknown() }],
-		cerrdefs.ErrUnknown, cdgrpc.ErrUnknown)
-	classNotImplemented = newClass(markedBy[interface{ NotImplemented() }],
-		cerrdefs.ErrNotImplemented, cdgrpc.ErrNotImplemented)
-	classForbidden = newClass(markedBy[interface{ Forbidden() }])
-	classCancelled = newClass(markedBy[interface{ Cancelled() }], context.Canceled)
-	classDeadline  = newClass(markedBy[interface{ DeadlineExceeded() }], context.DeadlineExceeded)
+	classNotFound       = newClass[interface{ NotFound() }](cerrdefs.ErrNotFound, cdgrpc.ErrNotFound)
+	classConflict       = newClass[interface{ Conflict() }]()
+	classInvalid        = newClass[interface{ InvalidParameter() }](cerrdefs.ErrInvalidArgument, cdgrpc.ErrInvalidArgument)
+	classUnavailable    = newClass[interface{ Unavailable() }](cerrdefs.ErrUnavailable, cdgrpc.ErrUnavailable)
+	classSystem         = newClass[interface{ System() }]()
+	classUnknown        = newClass[interface{ Unknown() }](cerrdefs.ErrUnknown, cdgrpc.ErrUnknown)
+	classNotImplemented = newClass[interface{ NotImplemented() }](cerrdefs.ErrNotImplemented, cdgrpc.ErrNotImplemented)
+	classForbidden      = newClass[interface{ Forbidden() }]()
+	classCancelled      = newClass[interface{ Cancelled() }](context.Canceled)
+	classDeadline       = newClass[interface{ DeadlineExceeded() }](context.DeadlineExceeded)
 
 	// Not classes of ours, but what the containerd client reports: a
 	// duplicate and a failed precondition become Conflict.
-	classAlreadyExists = newClass(markedBy[interface{ AlreadyExists() }],
-		cerrdefs.ErrAlreadyExists, cdgrpc.ErrAlreadyExists)
-	classFailedPrecondition = newClass(markedBy[interface{ FailedPrecondition() }],
-		cerrdefs.ErrFailedPrecondition, cdgrpc.ErrFailedPrecondition)
+	classAlreadyExists      = newClass[interface{ AlreadyExists() }](cerrdefs.ErrAlreadyExists, cdgrpc.ErrAlreadyExists)
+	classFailedPrecondition = newClass[interface{ FailedPrecondition() }](cerrdefs.ErrFailedPrecondition, cdgrpc.ErrFailedPrecondition)
 )
 
 type notFound struct{ classified }
