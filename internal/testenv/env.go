@@ -24,6 +24,10 @@ import (
 	"github.com/lcdkit/libcontainerd/internal/rootfs"
 )
 
+// shimExitTimeout bounds the wait for the shims of just-deleted tasks to
+// exit at the end of a test binary.
+const shimExitTimeout = 10 * time.Second
+
 // Env is what an integration test binary shares: one daemon, one rootfs.
 type Env struct {
 	*Daemon
@@ -89,6 +93,12 @@ func Main(m *testing.M, setup func(*Env)) int {
 	}
 	if err := env.Cleanup(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: cleanup: %v\n", err)
+		code = 1
+	}
+	// A shim left running outlives containerd and the run (parent 1):
+	// every one of this binary's must be gone once its tasks are.
+	if err := env.CheckShims(shimExitTimeout); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 		code = 1
 	}
 	env.Stop()
