@@ -344,6 +344,7 @@ func assertClass(t testing.TB, err error, class string) {
 type recordingBackend struct {
 	mu     sync.Mutex
 	events []event
+	at     []time.Time // when each event arrived
 	notify chan struct{}
 }
 
@@ -360,6 +361,7 @@ func (b *recordingBackend) ProcessEvent(containerID string, et types.EventType, 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.events = append(b.events, event{et, ei})
+	b.at = append(b.at, time.Now())
 	close(b.notify)
 	b.notify = make(chan struct{})
 	return nil
@@ -407,6 +409,19 @@ func (b *recordingBackend) exits() map[[2]string][]types.EventInfo {
 		if e.Type == types.EventExit {
 			k := [2]string{e.Info.ContainerID, e.Info.ProcessID}
 			out[k] = append(out[k], e.Info)
+		}
+	}
+	return out
+}
+
+// exitTimes returns when each exit of a process arrived.
+func (b *recordingBackend) exitTimes(container, process string) []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []time.Time
+	for i, e := range b.events {
+		if e.Type == types.EventExit && e.Info.ContainerID == container && e.Info.ProcessID == process {
+			out = append(out, b.at[i])
 		}
 	}
 	return out
