@@ -111,3 +111,29 @@ func (m markers) exited(name string) (uint32, bool) {
 func script(name, body string, code uint32) string {
 	return fmt.Sprintf("touch %[1]s/%[2]s; %[3]s; echo %[4]d > %[1]s/%[2]s.exit; exit %[4]d", markerDir, name, body, code)
 }
+
+// awaitExits waits (bounded, woken by each event) until every process in
+// keys (container, process) has at least one exit, and returns the ones
+// still without one at the deadline.
+func (b *recordingBackend) awaitExits(keys [][2]string, timeout time.Duration) (missing []string) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		changed := b.changed()
+		exits := b.exits()
+		missing = missing[:0]
+		for _, k := range keys {
+			if len(exits[k]) == 0 {
+				missing = append(missing, k[0]+"/"+k[1])
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return missing
+		}
+	}
+}
