@@ -1,0 +1,5 @@
+//go:build !race
+
+package libcontainerd
+
+const raceEnabled = false

@@ -1,0 +1,145 @@
+package libcontainerd
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/log"
+
+	"github.com/lcdkit/libcontainerd/internal/errclass"
+)
+
+// The reconciler asks containerd about the processes whose fate the stream
+// may have missed: after every (re)connect each process with no known exit,
+// and a start whose answer was lost. It runs apart from the stream reader,
+// so events never wait for it; one Get per process (no reply grows with the
+// host, as a List of every task would: gRPC refuses replies over 16 MiB,
+// about 26k tasks), a few containers at a time; and it retries with backoff
+// until every process is confirmed running or has its exit.
+
+const (
+	// reconcileWorkers bounds the containers asked about at once.
+	reconcileWorkers = 8
+	// reconcileCallTimeout bounds one Get.
+	reconcileCallTimeout = 5 * time.Second
+	// firstReconcileRetry and maxReconcileRetry bound the backoff after a
+	// round in which some Get failed (containerd restarting again, say).
+	firstReconcileRetry = 50 * time.Millisecond
+	maxReconcileRetry   = 5 * time.Second
+)
+
+// runReconciler checks what the ledger asks for until ctx ends.
+func (c *Client) runReconciler(ctx context.Context) {
+	defer close(c.reconcileDone)
+	delay := firstReconcileRetry
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.ledger.wake:
+		}
+		for {
+			work := c.ledger.toCheck()
+			if len(work) == 0 {
+				delay = firstReconcileRetry
+				break
+			}
+			if c.reconcileRound(ctx, work) {
+				delay = firstReconcileRetry
+				continue
+			}
+			timer.Reset(delay)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			if delay *= 2; delay > maxReconcileRetry {
+				delay = maxReconcileRetry
+			}
+		}
+	}
+}
+
+// reconcileRound asks about each container's processes, a bounded number of
+// containers at once, and reports whether every question was answered.
+func (c *Client) reconcileRound(ctx context.Context, work map[string][]checkTarget) bool {
+	ctx = c.withNamespace(ctx)
+	sem := make(chan struct{}, reconcileWorkers)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed bool
+	)
+	for _, targets := range work {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return false
+		}
+		wg.Add(1)
+		go func(targets []checkTarget) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			for _, t := range targets {
+				if !c.reconcileOne(ctx, t) {
+					mu.Lock()
+					failed = true
+					mu.Unlock()
+				}
+			}
+		}(targets)
+	}
+	wg.Wait()
+	return !failed
+}
+
+// reconcileOne asks containerd about one process and tells the ledger;
+// false when containerd could not answer.
+func (c *Client) reconcileOne(ctx context.Context, t checkTarget) bool {
+	isInit := t.key.processID == t.key.containerID
+	execID := t.key.processID
+	if isInit {
+		execID = ""
+	}
+	cctx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
+	p, err := c.getProcess(cctx, t.key.containerID, execID)
+	cancel()
+	if err != nil && !errclass.IsNotFound(err) {
+		if ctx.Err() == nil {
+			c.logger.WithError(err).WithFields(log.Fields{"container": t.key.containerID, "process": t.key.processID}).Debug("reconcile: get process")
+		}
+		return false
+	}
+	l := c.ledger
+	logger := c.logger.WithFields(log.Fields{"container": t.key.containerID, "process": t.key.processID, "pid": t.pid})
+	if err != nil || p.Pid != t.pid && p.Pid != 0 {
+		// Gone, or another process under the key: confirmed gone. The
+		// ledger guesses 255 unless a real exit arrives first.
+		logger.Info("reconcile: process gone")
+		if isInit {
+			l.taskGone(t.key.containerID, t.pid)
+		} else {
+			l.gone(t.key, t.pid)
+		}
+		return true
+	}
+	switch p.Status {
+	case tasktypes.Status_STOPPED:
+		logger.WithField("exit-code", p.ExitStatus).Info("reconcile: an exit the event stream missed")
+		l.report(t.key, t.pid, exitNews{code: p.ExitStatus, at: timeOf(p.ExitedAt), source: fromReconcile}, false, false)
+	case tasktypes.Status_CREATED:
+		l.notStarted(t.key, t.pid)
+	case tasktypes.Status_UNKNOWN:
+		return false // the shim is unreachable for now
+	default:
+		l.running(t.key, t.pid)
+	}
+	return true
+}
