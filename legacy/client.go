@@ -32,6 +32,8 @@ type client struct {
 	closer  io.Closer
 	backend Backend
 	logger  *log.Entry
+	// cleanups tracks the exec clean-ups after exits (events.go).
+	cleanups sync.WaitGroup
 
 	mu         sync.Mutex
 	containers map[string]*entry
@@ -84,12 +86,15 @@ func NewClient(ctx context.Context, cli *containerd.Client, stateDir, ns string,
 }
 
 // Close stops the event stream and waits (bounded) for the events already
-// queued to reach the backend. Containers keep running.
+// queued to reach the backend, and for the exec clean-ups they started.
+// Containers keep running.
 func (c *client) Close() error {
-	if c.closer == nil {
-		return nil
+	var err error
+	if c.closer != nil {
+		err = c.closer.Close()
 	}
-	return c.closer.Close()
+	c.cleanups.Wait()
+	return err
 }
 
 // root returns the root client. The event relay may run before NewClient

@@ -12,7 +12,7 @@ import (
 // relay is the backend the root client delivers to (in order per
 // container, on the root package's queue): it adds the sticky OOM flag,
 // hands the event to the daemon's backend, and cleans up after an exec's
-// exit once the backend has handled it.
+// exit once the backend has handled it (off the queue).
 type relay struct{ c *client }
 
 func (r relay) ProcessEvent(containerID string, et types.EventType, ei types.EventInfo) error {
@@ -26,8 +26,16 @@ func (r relay) ProcessEvent(containerID string, et types.EventType, ei types.Eve
 
 	if et == types.EventExit && ei.ProcessID != "" && ei.ProcessID != containerID {
 		// Deferred: the root package recovers a panicking backend, and
-		// the exec must be cleaned up all the same.
-		defer c.cleanupExec(containerID, ei.ProcessID, ei.Pid)
+		// the exec must be cleaned up all the same. On its own goroutine:
+		// its RPCs (bounded by cleanupTimeout) must not hold up this
+		// container's later events, which wait behind this call.
+		defer func() {
+			c.cleanups.Add(1)
+			go func() {
+				defer c.cleanups.Done()
+				c.cleanupExec(containerID, ei.ProcessID, ei.Pid)
+			}()
+		}()
 	}
 	if c.backend == nil {
 		return nil

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/containerd/containerd"
 	cerrdefs "github.com/containerd/errdefs"
 	"go.uber.org/goleak"
 
@@ -74,8 +76,45 @@ func TestRelayMarksExecStillStarting(t *testing.T) {
 			defer func() { _ = recover() }()
 			_ = relay{c}.ProcessEvent("c", EventExit, types.EventInfo{ContainerID: "c", ProcessID: "e", Pid: 7})
 		}()
+		c.cleanups.Wait()
 		if x.exitedPid != 7 {
 			t.Errorf("%T: exec still starting not marked exited (pid %d)", b, x.exitedPid)
 		}
 	}
+}
+
+// blockingProcess is an exec whose Delete blocks until released.
+type blockingProcess struct {
+	types.Process
+	release chan struct{}
+	deleted chan struct{}
+}
+
+func (p *blockingProcess) Pid() uint32 { return 7 }
+
+func (p *blockingProcess) Delete(context.Context) (*containerd.ExitStatus, error) {
+	<-p.release
+	close(p.deleted)
+	return nil, nil
+}
+
+// The clean-up after an exec's exit runs off the container's event queue:
+// its RPCs (up to 45 s each) do not hold up that container's next events.
+func TestRelayExecCleanupOffQueue(t *testing.T) {
+	c := newTestClient(&recordingBackend{})
+	p := &blockingProcess{release: make(chan struct{}), deleted: make(chan struct{})}
+	c.containers["c"] = &entry{execs: map[string]*execEntry{"e": {proc: p}}}
+	returned := make(chan struct{})
+	go func() {
+		_ = relay{c}.ProcessEvent("c", EventExit, types.EventInfo{ContainerID: "c", ProcessID: "e", Pid: 7})
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the exit's handling waits for the exec's clean-up")
+	}
+	close(p.release)
+	<-p.deleted
+	c.cleanups.Wait()
 }

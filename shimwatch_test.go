@@ -1,0 +1,139 @@
+package libcontainerd
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	shimapi "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/ttrpc"
+)
+
+// fakeShim serves the two calls the shim watch makes: State (running, with
+// the pid asked about) and Wait (blocks until the call ends). It counts the
+// connections made to it.
+type fakeShim struct {
+	socket string
+	conns  atomic.Int32
+	states atomic.Int32
+	pids   map[string]uint32 // by exec ID ("" for the init)
+}
+
+func startFakeShim(t *testing.T, pids map[string]uint32) *fakeShim {
+	t.Helper()
+	s := &fakeShim{socket: filepath.Join(t.TempDir(), "shim.sock"), pids: pids}
+	l, err := net.Listen("unix", s.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.RegisterService(shimTaskV3, &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+		"State": func(_ context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			var req shimapi.StateRequest
+			if err := unmarshal(&req); err != nil {
+				return nil, err
+			}
+			s.states.Add(1)
+			return &shimapi.StateResponse{Pid: s.pids[req.ExecID], Status: tasktypes.Status_RUNNING}, nil
+		},
+		"Wait": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		},
+	}})
+	counting := &countingListener{Listener: l, n: &s.conns}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = server.Serve(context.Background(), counting)
+	}()
+	t.Cleanup(func() {
+		_ = server.Close()
+		<-done
+	})
+	return s
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// Item 9: the shim watch is bounded: one connection per shim, no goroutine
+// per process, and starting it never waits for the shims.
+func TestShimWatchBounded(t *testing.T) {
+	const containers, execs = 40, 3
+	c := testClient(nil)
+	var shims []*fakeShim
+	for i := 0; i < containers; i++ {
+		id := fmt.Sprintf("c%d", i)
+		pids := map[string]uint32{"": uint32(1000 + i*10)}
+		c.ledger.started(procKey{id, id}, pids[""], 0, true)
+		for j := 0; j < execs; j++ {
+			exec := fmt.Sprintf("e%d", j)
+			pids[exec] = pids[""] + uint32(j) + 1
+			c.ledger.started(procKey{id, exec}, pids[exec], 0, true)
+		}
+		shim := startFakeShim(t, pids)
+		shims = append(shims, shim)
+		c.shims.set(id, shimEndpoint{socket: shim.socket, service: shimTaskV3, pid: pids[""]})
+	}
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	began := time.Now()
+	stop := c.watchShims(ctx)
+	if d := time.Since(began); d > time.Second {
+		t.Errorf("starting the watch took %s: it must not wait for shims", d)
+	}
+	// Every shim is asked about every process once.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		asked := 0
+		for _, s := range shims {
+			asked += int(s.states.Load())
+		}
+		if asked >= containers*(execs+1) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shims asked %d times, want %d", asked, containers*(execs+1))
+		}
+		time.Sleep(10 * time.Millisecond) // counting calls: nothing to await
+	}
+	// Our goroutines: one per shim plus ttrpc's two per connection; the
+	// fake shims' servers add theirs (two per connection too).
+	if extra := runtime.NumGoroutine() - before; extra > containers*6 {
+		t.Errorf("%d goroutines for %d shims of %d processes each", extra, containers, execs+1)
+	}
+	for i, s := range shims {
+		if n := s.conns.Load(); n != 1 {
+			t.Errorf("shim %d: %d connections", i, n)
+		}
+	}
+	stop()
+	waited := make(chan struct{})
+	go func() { c.watches.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch goroutines still running after stop")
+	}
+}
