@@ -69,6 +69,15 @@ func (l *loadLifecycle) initScript() string {
 		markerDir, l.initName(), initCodeOnTerm)
 }
 
+// execBody: the exec waits for the init's marker before its own time runs,
+// so that once it has exited the init has set its SIGTERM trap (a
+// container's pid 1 ignores a signal it has no handler for, and on a busy
+// host the init's shell may not have run its first line yet when the exec
+// is done).
+func (l *loadLifecycle) execBody() string {
+	return fmt.Sprintf("while [ ! -e %s/%s ]; do sleep 0.05; done; sleep %.1f", markerDir, l.initName(), l.execFor)
+}
+
 // loadEnv reads the load test's size and seeds: LCD_LOAD_N lifecycles (60),
 // LCD_LOAD_SEEDS rounds (2; `make soak` runs 10) from seed LCD_LOAD_SEED
 // (1). A failing round is replayed with its seed and LCD_LOAD_SEEDS=1.
@@ -142,7 +151,7 @@ func loadRound(t *testing.T, seed int64, n int) func() {
 		}
 		lifecycles[i] = l
 	}
-	killDelay := time.Duration(rng.Intn(60)) * time.Millisecond
+	killDelay := time.Duration(rng.Intn(26)) * time.Millisecond
 	outage := time.Second + time.Duration(rng.Intn(2001))*time.Millisecond
 	t.Logf("seed %d: %d lifecycles; containerd killed %s after they are released into their steps, down for %s (replay: LCD_LOAD_SEED=%d LCD_LOAD_SEEDS=1)",
 		seed, n, killDelay, outage.Round(time.Millisecond), seed)
@@ -330,7 +339,7 @@ func runLoadLifecycle(t *testing.T, f *fixture, m markers, l *loadLifecycle, arr
 	}
 	if !l.short {
 		ok = step("Task.Exec", func(ctx context.Context) (err error) {
-			l.exec, err = l.task.Exec(ctx, "e", execSpec("sh", "-c", script(l.execName(), fmt.Sprintf("sleep %.1f", l.execFor), l.execCode)), false, newStdio().attach)
+			l.exec, err = l.task.Exec(ctx, "e", execSpec("sh", "-c", script(l.execName(), l.execBody(), l.execCode)), false, newStdio().attach)
 			return err
 		}) && awaitExit("e", "waiting for the exec's exit") && step("Process.Delete", func(ctx context.Context) error {
 			_, err := l.exec.Delete(ctx)
