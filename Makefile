@@ -46,7 +46,7 @@ build:
 demo: deps build
 	bin/lcd tour
 
-test: deps test-unit test-fuzz test-integration
+test: deps test-unit test-fuzz test-integration test-v2
 
 test-unit:
 	$(GOTEST) $(RACE) -count=1 $(TESTFLAGS) $(UNIT_PKGS)
@@ -111,7 +111,9 @@ test-v2-newest: deps
 
 # moby's own source on this library, inside moby's own dependency graph:
 # dockerd builds, every package importing us vets, moby's unit tests pass.
-DROPIN_VERSIONS ?= v25.0.8 v26.1.5 v27.5.1
+# v25–v27 build on this module; v28.5.2 and moby v29 (github.com/moby/moby/v2
+# v2.0.0-beta.24) on the containerd v2 flavour in v2/.
+DROPIN_VERSIONS ?= v25.0.8 v26.1.5 v27.5.1 v28.5.2
 test-dropin:
 	DROPIN_VERSIONS="$(DROPIN_VERSIONS)" hack/test-dropin.sh
 
@@ -119,18 +121,27 @@ test-dropin:
 # built once from their Go modules into a cache outside the repo
 # (${XDG_CACHE_HOME:-~/.cache}/libcontainerd/daemons/<version>); later runs
 # reuse them.
-DAEMON_VERSIONS ?= v1.7.35 v2.4.2
+# v2.3.7: the newest patch of the 2.3 line (containerd's LTS until April
+# 2028), for the v2 flavour's suites.
+DAEMON_VERSIONS ?= v1.7.35 v2.3.7 v2.4.2
 daemons:
 	DAEMON_VERSIONS="$(DAEMON_VERSIONS)" hack/build-daemons.sh
 
 # The whole integration suite and the supervisor's tests against each daemon:
 # the host's (Debian's 1.6.20), then each built one; a table at the end.
-COMPAT_DAEMONS ?= host $(DAEMON_VERSIONS)
+# The v2 flavour's suites also run on the 2.3 LTS line.
+COMPAT_DAEMONS ?= host v1.7.35 v2.4.2
+V2_COMPAT_DAEMONS ?= host v1.7.35 v2.3.7 v2.4.2
 test-compat: deps daemons
 	COMPAT_DAEMONS="$(COMPAT_DAEMONS)" CRIU_TESTS="$(CRIU_TESTS)" hack/test-compat.sh
+	COMPAT_FLAVOUR=v2 COMPAT_DAEMONS="$(V2_COMPAT_DAEMONS)" CRIU_TESTS="$(CRIU_TESTS)" \
+		V2_SKIP_TESTS="$(V2_SKIP_TESTS)" hack/test-compat.sh
 
+# Both flavours: the v2 rows are the same benchmarks on the containerd v2
+# client, each beside the same work written against the raw v2 client.
 bench: deps
 	$(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
+	cd v2 && $(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
 
 # The leak test at full length: 500 create/start/exec/exit/delete lifecycles.
 soak: deps

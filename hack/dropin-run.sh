@@ -5,10 +5,14 @@
 # container's life through the docker CLI: exit codes, stdin, exec, pause,
 # stop, remove. Everything lives in a temp dir, removed afterwards.
 #
-#   hack/dropin-run.sh /path/to/dockerd
+#   hack/dropin-run.sh /path/to/dockerd [DAEMON_JSON]
+#
+# DAEMON_JSON is the daemon's config file content (default {}): moby v29
+# needs {"features": {"time-namespaces": false}} on runc 1.1.
 set -euo pipefail
 
 dockerd=$1
+config=${2:-"{}"}
 command -v docker >/dev/null || { echo "dropin-run: the docker CLI is missing" >&2; exit 1; }
 busybox=$(command -v busybox) || { echo "dropin-run: busybox is missing (make deps)" >&2; exit 1; }
 
@@ -33,8 +37,10 @@ fail() {
 	exit 1
 }
 
-# No bridge, no iptables: nothing on this host's network is touched.
-"$dockerd" --data-root "$dir/root" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+# No bridge, no iptables: nothing on this host's network is touched. An
+# explicit config file, so the host's /etc/docker/daemon.json is not read.
+echo "$config" >"$dir/daemon.json"
+"$dockerd" --config-file "$dir/daemon.json" --data-root "$dir/root" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
 	-H "unix://$sock" --bridge=none --iptables=false --ip6tables=false --userland-proxy=false --storage-driver=vfs \
 	>"$dir/dockerd.log" 2>&1 &
 pid=$!

@@ -3,11 +3,13 @@
 package libcontainerd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -40,12 +42,24 @@ type Client struct {
 	backend  types.Backend
 	logger   *log.Entry
 
-	queue   queue.Queue // per-container serial delivery to backend
-	tracker *tracker
-	shims   shimSockets // asked for exits while containerd is down
-	stream  *eventStream
-	cancel  context.CancelFunc
-	unhook  func() bool // releases the ctx watch NewClient registered
+	queue  queue.Queue // per-container serial delivery to backend
+	ledger *ledger     // the one owner of exit state (ledger.go)
+	shims  shimSockets // asked for exits while containerd is down
+	// orphans holds the containers whose task create was cut off with its
+	// outcome unknown: on 1.6 it can leave a shim containerd does not show.
+	orphans       sync.Map
+	stream        *eventStream
+	reconcileDone chan struct{}
+	watches       sync.WaitGroup // shim watch goroutines (shimwatch.go)
+	cancel        context.CancelFunc
+	unhook        func() bool // releases the ctx watch NewClient registered
+
+	// handlers guards closed and the goroutines now in a backend call, so
+	// that after Close nothing calls the backend, and Close called from a
+	// handler does not wait for itself.
+	handlers   sync.Mutex
+	closed     bool
+	inHandlers map[uint64]int
 
 	closeOnce sync.Once
 }
@@ -80,11 +94,14 @@ func NewClient(ctx context.Context, cli *containerd.Client, stateDir, ns string,
 	for _, o := range opts {
 		o(c)
 	}
-	c.tracker = newTracker()
+	c.ledger = newLedger()
+	c.inHandlers = map[uint64]int{}
 	c.stream = &eventStream{c: c, sentinel: newSentinelTopic(), done: make(chan struct{})}
+	c.reconcileDone = make(chan struct{})
 	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
 	go c.stream.run(streamCtx)
+	go c.runReconciler(streamCtx)
 	// The stream ends with ctx, as in moby, or with Close.
 	c.unhook = context.AfterFunc(ctx, cancel)
 	return c, nil
@@ -94,22 +111,77 @@ func NewClient(ctx context.Context, cli *containerd.Client, stateDir, ns string,
 // the backend.
 const closeDrainTimeout = 30 * time.Second
 
-// Close stops the event stream, waits for its goroutine, and lets the events
-// already queued reach the backend (bounded). It does not close the
-// containerd client, which belongs to the caller.
+// Close stops the event stream, the reconciler and any shim watch, waits
+// for their goroutines, and lets the events already queued reach the backend
+// (bounded). Once it returns the backend is never called again: an event
+// still queued then is dropped. Called from inside a handler (the backend's
+// ProcessEvent), it returns promptly without waiting for the queue, which
+// that very call holds up, and the events still queued are dropped. It does
+// not close the containerd client, which belongs to the caller.
 func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.unhook()
 		c.cancel()
 		<-c.stream.done
-		ctx, cancel := context.WithTimeout(context.Background(), closeDrainTimeout)
-		defer cancel()
-		if werr := c.queue.Wait(ctx); werr != nil {
-			err = errclass.Unavailable(fmt.Errorf("event handlers still running after %s: %w", closeDrainTimeout, werr))
+		<-c.reconcileDone
+		c.watches.Wait()
+		if !c.inHandler() {
+			ctx, cancel := context.WithTimeout(context.Background(), closeDrainTimeout)
+			defer cancel()
+			if werr := c.queue.Wait(ctx); werr != nil {
+				err = errclass.Unavailable(fmt.Errorf("event handlers still running after %s: %w", closeDrainTimeout, werr))
+			}
 		}
+		c.handlers.Lock()
+		c.closed = true
+		c.handlers.Unlock()
 	})
 	return err
+}
+
+// enterHandler reports whether the backend may be called (not after
+// Close), and notes the calling goroutine as inside a handler.
+func (c *Client) enterHandler() bool {
+	c.handlers.Lock()
+	defer c.handlers.Unlock()
+	if c.closed {
+		return false
+	}
+	c.inHandlers[goroutineID()]++
+	return true
+}
+
+func (c *Client) leaveHandler() {
+	c.handlers.Lock()
+	defer c.handlers.Unlock()
+	id := goroutineID()
+	if c.inHandlers[id]--; c.inHandlers[id] <= 0 {
+		delete(c.inHandlers, id)
+	}
+}
+
+// inHandler reports whether the calling goroutine is inside a backend call.
+func (c *Client) inHandler() bool {
+	c.handlers.Lock()
+	defer c.handlers.Unlock()
+	return c.inHandlers[goroutineID()] > 0
+}
+
+// goroutineID reads the calling goroutine's number from its stack header
+// ("goroutine 42 [running]:"): Go gives no other way to tell, and Close
+// needs to know whether it runs inside a handler.
+func goroutineID() uint64 {
+	var buf [32]byte
+	n := runtime.Stack(buf[:], false)
+	var id uint64
+	for _, b := range bytes.TrimPrefix(buf[:n], []byte("goroutine ")) {
+		if b < '0' || b > '9' {
+			break
+		}
+		id = id*10 + uint64(b-'0')
+	}
+	return id
 }
 
 // withNamespace puts the client's namespace on ctx (the containerd client's

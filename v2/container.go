@@ -124,6 +124,9 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 	cfg := rio.Config()
 	request.Stdin, request.Stdout, request.Stderr, request.Terminal = cfg.Stdin, cfg.Stdout, cfg.Stderr, cfg.Terminal
 	resp, err := c.client.client.TaskService().Create(ctx, request)
+	if err != nil && errclass.IsAlreadyExists(err) && c.clearOrphanTask(ctx) {
+		resp, err = c.client.client.TaskService().Create(ctx, request)
+	}
 	if err != nil {
 		stdin.drop()
 		closeIO(rio)
@@ -135,6 +138,9 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 			c.setTask(taskUnknown)
 			if c.removeFailedTask(fifos.Stdout) {
 				c.setTask(taskNone)
+			} else {
+				// Delete finishes the job once containerd answers.
+				c.client.orphans.Store(c.id, struct{}{})
 			}
 		}
 		return nil, wrapErrorf(err, "failed to create task for container")
@@ -147,6 +153,35 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 		c.client.logger.WithError(err).WithField("container", c.id).Warn("failed to close stdin")
 	}
 	return t, nil
+}
+
+// deleteOrphan sends the task Delete that clears an orphan shim of this
+// container (answered NotFound either way) and reports whether it got an
+// answer.
+func (c *container) deleteOrphan(ctx context.Context) bool {
+	_, err := c.client.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: c.id})
+	if err != nil && !errclass.IsNotFound(err) {
+		c.client.logger.WithError(err).WithField("container", c.id).Warn("failed to clear a possible orphan task")
+		return false
+	}
+	c.client.orphans.Delete(c.id)
+	return true
+}
+
+// clearOrphanTask handles a create refused with AlreadyExists for a task
+// containerd cannot find: on 1.6 a create cut off by a containerd kill can
+// leave the ID taken by an orphan shim that neither Get nor List shows. A
+// Delete of the task (answered NotFound) clears it; it reports whether a
+// retry of the create is worth it.
+func (c *container) clearOrphanTask(ctx context.Context) bool {
+	if _, err := c.client.getProcess(ctx, c.id, ""); !errclass.IsNotFound(err) {
+		return false // a real task, or no answer: the refusal stands
+	}
+	if !c.deleteOrphan(ctx) {
+		return false
+	}
+	c.client.logger.WithField("container", c.id).Info("cleared an orphan task left by a create cut off earlier")
+	return true
 }
 
 // removeFailedTask removes the task a NewTask whose answer was lost may have
@@ -168,7 +203,9 @@ func (c *container) removeFailedTask(stdout string) bool {
 		logger.WithError(err).Warn("cannot tell whether a failed task create created the task")
 		return false
 	case p == nil:
-		return true // NotFound: the create never happened
+		// NotFound: the create never reached containerd, or (1.6) it
+		// left an orphan shim that only a task Delete clears.
+		return c.deleteOrphan(ctx)
 	case p.Status != tasktypes.Status_CREATED || p.Stdout != stdout:
 		logger.WithField("status", p.Status).Warn("a failed task create found a task that is not its own: left in place")
 		return false
@@ -206,7 +243,9 @@ func (c *container) Task(ctx context.Context) (libtypes.Task, error) {
 		return nil, err
 	}
 	c.setTask(taskExists)
-	return c.newTask(p.Pid, nil), nil
+	t := c.newTask(p.Pid, nil)
+	t.stoppedAtLoad = p.Status == tasktypes.Status_STOPPED
+	return t, nil
 }
 
 // AttachTask returns the container's task with its existing FIFOs reopened
@@ -229,6 +268,7 @@ func (c *container) AttachTask(ctx context.Context, attachStdio libtypes.StdioCa
 		return nil, wrapErrorf(err, "error attaching to containerd task for container")
 	}
 	t := c.newTask(p.Pid, rio)
+	t.stoppedAtLoad = p.Status == tasktypes.Status_STOPPED
 	_ = stdin.publish(t.closeStdin) // nothing can have asked to close yet
 	return t, nil
 }
@@ -250,11 +290,15 @@ func (c *container) Delete(ctx context.Context) error {
 		} else if !errclass.IsNotFound(err) {
 			return err
 		}
+		if _, suspect := c.client.orphans.Load(c.id); suspect && !c.deleteOrphan(ctx) {
+			return errclass.Unavailable(fmt.Errorf("cannot delete container %s: a task create cut off earlier may have left its shim, and containerd did not answer", c.id))
+		}
 	}
 	deleteErr := wrapError(c.client.client.ContainerService().Delete(ctx, c.id))
 	switch {
 	case deleteErr == nil:
 		c.setTask(taskNone)
+		c.client.ledger.forgetContainer(c.id)
 	case errclass.IsNotFound(deleteErr):
 		// Gone already, maybe by an earlier Delete whose answer was lost:
 		// the bundle dir is still ours to remove, and the error still

@@ -13,16 +13,13 @@ import (
 	"time"
 
 	apievents "github.com/containerd/containerd/api/events"
-	tasks "github.com/containerd/containerd/api/services/tasks/v1"
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/lcdkit/libcontainerd/v2/internal/errclass"
 	"github.com/lcdkit/libcontainerd/v2/types"
 )
 
@@ -44,11 +41,11 @@ const (
 	// first retries come soon.
 	firstSentinelRetry = 50 * time.Millisecond
 	sentinelTimeout    = 2 * time.Second
-	// reconcileTimeout bounds the state queries after a reconnect.
-	reconcileTimeout = 30 * time.Second
-	// tombstoneTTL keeps a deleted process's exit in the dedupe memory past
-	// the shim's last re-send (≈35 s after the first try).
-	tombstoneTTL = time.Minute
+	// barrierDelay is how long news from an answer waits for the stream's
+	// own copy before a barrier is published for it: in a ForceDelete the
+	// TaskExit is usually a moment behind the answer, and when it comes the
+	// barrier (one Publish RPC) is not needed.
+	barrierDelay = 20 * time.Millisecond
 	// unknownExitCode is what a process that vanished is reported with, as
 	// moby does for exits it cannot know.
 	unknownExitCode = 255
@@ -60,143 +57,6 @@ var slowHandler = 10 * time.Second
 
 // procKey names one process: the init process has processID == containerID.
 type procKey struct{ containerID, processID string }
-
-// tracker remembers the processes this client has seen running (reconcile
-// asks containerd about each after a reconnect) and the exits it delivered
-// (so each is delivered once). Entries leave when the process is deleted.
-type tracker struct {
-	mu        sync.Mutex
-	running   map[procKey]uint32 // pid
-	exited    map[procKey]uint32 // pid whose exit was delivered
-	tombs     []tombstone        // deleted processes, oldest first
-	tombIndex map[procKey]uint32
-	// owed holds deleted processes whose exit had not arrived yet (a
-	// caller that waited and deleted before the event came): that exit is
-	// still delivered, once.
-	owed map[procKey]uint32
-}
-
-type tombstone struct {
-	key      procKey
-	pid      uint32
-	deadline time.Time
-}
-
-func newTracker() *tracker {
-	return &tracker{running: map[procKey]uint32{}, exited: map[procKey]uint32{}, tombIndex: map[procKey]uint32{}, owed: map[procKey]uint32{}}
-}
-
-// seenRunning records a running process, unless its exit is already known.
-func (t *tracker) seenRunning(key procKey, pid uint32) {
-	if pid == 0 {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if p, ok := t.exited[key]; ok && p == pid {
-		return
-	}
-	if p, ok := t.tombIndex[key]; ok && p == pid {
-		return
-	}
-	t.running[key] = pid
-}
-
-// exitUnpaid reports whether the exit of (key, pid) is still to be
-// delivered: the process was seen running, or was deleted before its exit
-// arrived (owed).
-func (t *tracker) exitUnpaid(key procKey, pid uint32) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if p, ok := t.running[key]; ok && p == pid {
-		return true
-	}
-	p, ok := t.owed[key]
-	return ok && p == pid
-}
-
-// firstExit reports whether this is the first exit of (key, pid), and
-// records it. Later reports of the same exit (shim re-sends, reconcile) are
-// duplicates.
-func (t *tracker) firstExit(key procKey, pid uint32) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if p, ok := t.exited[key]; ok && p == pid {
-		return false
-	}
-	if p, ok := t.tombIndex[key]; ok && p == pid {
-		if t.owed[key] == pid {
-			delete(t.owed, key)
-			return true
-		}
-		return false
-	}
-	t.exited[key] = pid
-	if p, ok := t.running[key]; ok && p == pid {
-		delete(t.running, key)
-	}
-	return true
-}
-
-// deleted forgets a deleted process, keeping a tombstone long enough to
-// drop a late re-send of its exit.
-func (t *tracker) deleted(key procKey, pid uint32, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if pid == 0 {
-		// Deleted through a handle that never knew the pid: the exit we
-		// recorded, if any, is the one.
-		pid = t.exited[key]
-		if pid == 0 {
-			pid = t.running[key]
-		}
-	}
-	// Delivered: recorded as exited, or already deleted once with its
-	// exit since paid (the TaskDelete event after a caller's delete).
-	owed, isOwed := t.owed[key]
-	delivered := t.exited[key] == pid || t.tombIndex[key] == pid && !(isOwed && owed == pid)
-	// Only the incarnation named: the shim publishes a task's TaskDelete
-	// asynchronously, so it can reach us after our own Delete returned and
-	// the container's next task started (seen more than 0.5 s late on
-	// 2.4.2); it must not untrack the new task.
-	if p, ok := t.running[key]; ok && p == pid {
-		delete(t.running, key)
-	}
-	if p, ok := t.exited[key]; ok && p == pid {
-		delete(t.exited, key)
-	}
-	if isOwed && owed == pid {
-		delete(t.owed, key)
-	}
-	for len(t.tombs) > 0 && now.After(t.tombs[0].deadline) {
-		old := t.tombs[0]
-		t.tombs = t.tombs[1:]
-		if p, ok := t.tombIndex[old.key]; ok && p == old.pid {
-			delete(t.tombIndex, old.key)
-		}
-		if p, ok := t.owed[old.key]; ok && p == old.pid {
-			delete(t.owed, old.key)
-		}
-	}
-	if pid != 0 && !delivered {
-		t.owed[key] = pid
-	}
-	if pid != 0 {
-		t.tombs = append(t.tombs, tombstone{key, pid, now.Add(tombstoneTTL)})
-		t.tombIndex[key] = pid
-	}
-}
-
-// runningSnapshot copies the processes to reconcile.
-func (t *tracker) runningSnapshot() map[procKey]uint32 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make(map[procKey]uint32, len(t.running))
-	for k, v := range t.running {
-		out[k] = v
-	}
-	return out
-}
 
 // translate turns a containerd envelope into the event the backend gets,
 // with the decoded event; et is "" for events that are not delivered
@@ -215,6 +75,11 @@ func translate(ev *events.Envelope) (et types.EventType, ei types.EventInfo, v i
 	case *apievents.TaskStart:
 		return types.EventStart, types.EventInfo{ContainerID: e.ContainerID, ProcessID: e.ContainerID, Pid: e.Pid}, v, nil
 	case *apievents.TaskExit:
+		if e.ID == "" {
+			// Third-party shims leave the init's ID empty: one exit must
+			// not be known under two keys.
+			e.ID = e.ContainerID
+		}
 		return types.EventExit, types.EventInfo{
 			ContainerID: e.ContainerID, ProcessID: e.ID, Pid: e.Pid,
 			ExitCode: e.ExitStatus, ExitedAt: timeOf(e.ExitedAt),
@@ -234,10 +99,11 @@ func translate(ev *events.Envelope) (et types.EventType, ei types.EventInfo, v i
 }
 
 // eventStream owns the subscription: one reader goroutine that reconnects
-// until the client is closed.
+// until the client is closed. It is also the only goroutine that queues
+// events for the backend, so what it queues keeps the stream's order.
 type eventStream struct {
 	c        *Client
-	sentinel string // private topic proving a new stream is live
+	sentinel string // private topic for live probes and barriers
 	done     chan struct{}
 }
 
@@ -248,7 +114,9 @@ func newSentinelTopic() string {
 }
 
 // run subscribes, and after every stream error waits for containerd, then
-// subscribes again, confirms the stream is live and reconciles.
+// subscribes again. While containerd is away its shims are asked directly
+// (see shimwatch.go); the watch runs on its own and never delays the new
+// subscription.
 func (s *eventStream) run(ctx context.Context) {
 	defer close(s.done)
 	c := s.c
@@ -256,8 +124,6 @@ func (s *eventStream) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		stopWatch := func() {}
 		if !first {
-			// While containerd is away, its shims are asked directly
-			// (see shimwatch.go), until the new stream is live.
 			stopWatch = c.watchShims(ctx)
 			if !c.waitServe(ctx) {
 				stopWatch()
@@ -273,17 +139,15 @@ func (s *eventStream) run(ctx context.Context) {
 	}
 }
 
-// subscribe reads one subscription until it fails. Once the stream is known
-// to be live the tracked processes are reconciled, so no exit falls between
-// the old stream and the new one, nor (on the first stream) between a
-// restarted daemon's Status calls and the subscription.
-//
-// stopWatch ends the shim watch of the outage before: once the stream is
-// live, before reconcile (so reconcile sees the exits the shims reported, and
-// does not report 255 for them), or when subscribe returns.
+// subscribe reads one subscription until it fails. A live probe (the
+// sentinel) proves the stream is live; then the reconciler asks about every
+// process whose exit is not known, and news that waited for the stream (the
+// shim watch's, answers given during the outage) is delivered.
 func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 	c := s.c
+	l := c.ledger
 	defer stopWatch()
+	l.setLive(false)
 	subCtx, cancel := context.WithCancel(c.withNamespace(ctx))
 	defer cancel()
 	ch, errC := c.client.EventService().Subscribe(subCtx,
@@ -291,49 +155,97 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 		"namespace=="+c.ns+`,topic=="`+s.sentinel+`"`)
 
 	live := false
-	publish := func() {
+	began := time.Now()
+	lastPublish := time.Now()
+	publish := func(seq uint64) {
+		lastPublish = time.Now()
 		pctx, pcancel := context.WithTimeout(c.withNamespace(ctx), probeTimeout)
 		defer pcancel()
-		if err := c.client.EventService().Publish(pctx, s.sentinel, &emptypb.Empty{}); err != nil {
+		if err := c.client.EventService().Publish(pctx, s.sentinel, wrapperspb.UInt64(seq)); err != nil {
 			c.logger.WithError(err).Debug("publish sentinel")
 		}
 	}
-	began := time.Now()
-	publish()
+	publish(l.nextBarrier())
 	retryDelay := firstSentinelRetry
 	retry := time.NewTimer(retryDelay)
 	defer retry.Stop()
+	coalesce := time.NewTimer(time.Hour)
+	coalesce.Stop()
+	defer coalesce.Stop()
+	coalescing := false
 	for {
 		select {
 		case err := <-errC:
+			l.setLive(false)
 			if err == nil || status.Code(err) == codes.Canceled && ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return err
 		case <-retry.C:
-			if !live {
-				publish()
+			switch {
+			case !live:
+				publish(l.nextBarrier())
 				if retryDelay *= 2; retryDelay > sentinelTimeout {
 					retryDelay = sentinelTimeout
 				}
-				retry.Reset(retryDelay)
+			case l.waitingOn() && time.Since(lastPublish) >= sentinelTimeout:
+				// A barrier whose echo never came (its publish failed).
+				publish(l.nextBarrier())
+			}
+			retry.Reset(retryDelay)
+		case <-l.kick:
+			if live && !coalescing {
+				coalescing = true
+				coalesce.Reset(barrierDelay)
+			}
+		case <-coalesce.C:
+			coalescing = false
+			if seq := l.needBarrier(); seq != 0 {
+				publish(seq)
 			}
 		case ev := <-ch:
 			if ev == nil {
 				continue
 			}
-			if ev.Topic == s.sentinel {
-				if !live {
-					live = true
-					c.logger.WithField("after", time.Since(began)).Debug("event stream live")
-					stopWatch()
-					c.reconcile(ctx)
-				}
+			if ev.Topic != s.sentinel {
+				c.handleEnvelope(ev)
 				continue
 			}
-			c.handleEnvelope(ctx, ev)
+			seq, ok := sentinelSeq(ev)
+			if !ok {
+				continue
+			}
+			if !live {
+				live = true
+				retryDelay = sentinelTimeout
+				c.logger.WithField("after", time.Since(began)).Debug("event stream live")
+				l.setLive(true)
+				stopWatch()
+				l.checkAll()
+				// News that came while no barrier could be published.
+				signal(l.kick)
+			}
+			for _, ei := range l.echo(seq) {
+				c.queueEvent(types.EventExit, ei)
+			}
 		}
 	}
+}
+
+// sentinelSeq decodes the barrier number a sentinel carries.
+func sentinelSeq(ev *events.Envelope) (uint64, bool) {
+	if ev.Event == nil {
+		return 0, false
+	}
+	v, err := typeurl.UnmarshalAny(ev.Event)
+	if err != nil {
+		return 0, false
+	}
+	n, ok := v.(*wrapperspb.UInt64Value)
+	if !ok {
+		return 0, false
+	}
+	return n.GetValue(), true
 }
 
 // waitServe waits until containerd serves, with bounded probes and a short
@@ -369,57 +281,60 @@ func (c *Client) waitServe(ctx context.Context) bool {
 	}
 }
 
-// handleEnvelope translates one event and queues it for the backend.
-func (c *Client) handleEnvelope(ctx context.Context, ev *events.Envelope) {
+// handleEnvelope translates one event, tells the ledger what it says, and
+// queues it for the backend.
+func (c *Client) handleEnvelope(ev *events.Envelope) {
 	et, ei, v, err := translate(ev)
 	if err != nil {
 		c.logger.WithError(err).WithField("topic", ev.Topic).Warn("skipping malformed event")
 		return
 	}
+	l := c.ledger
 	switch e := v.(type) {
 	case *apievents.TaskStart:
-		c.tracker.seenRunning(procKey{e.ContainerID, e.ContainerID}, e.Pid)
+		l.started(procKey{e.ContainerID, e.ContainerID}, e.Pid, e.Pid, true)
 		c.noteShim(e.ContainerID, e.Pid)
 	case *apievents.TaskExecStarted:
-		c.tracker.seenRunning(procKey{e.ContainerID, e.ExecID}, e.Pid)
+		l.started(procKey{e.ContainerID, e.ExecID}, e.Pid, 0, true)
+	case *apievents.TaskExit:
+		if !l.streamExit(procKey{ei.ContainerID, ei.ProcessID}, ei.Pid, ei.ExitedAt, false) {
+			c.logger.WithFields(log.Fields{"container": ei.ContainerID, "process": ei.ProcessID, "pid": ei.Pid}).Debug("dropping duplicate exit")
+			return
+		}
 	case *apievents.TaskDelete:
-		id := e.ID
-		if id == "" {
-			id = e.ContainerID
-		}
-		// The delete event carries the exit too. On containerd 2.x the
-		// shim can be gone before its TaskExit reached containerd, which
-		// then never publishes it; and containerd publishes TaskDelete
-		// itself, so it can arrive before our own Delete's answer.
-		c.exitReported(procKey{e.ContainerID, id}, e.Pid, e.ExitStatus, timeOf(e.ExitedAt))
-		c.tracker.deleted(procKey{e.ContainerID, id}, e.Pid, time.Now())
-		if id == e.ContainerID {
-			c.shims.forget(e.ContainerID, e.Pid)
-		}
+		c.taskDeleteEvent(e)
 	}
 	if et == "" {
 		c.logger.WithFields(log.Fields{"topic": ev.Topic, "type": reflect.TypeOf(v)}).Debug("ignoring event")
 		return
 	}
-	c.emit(et, ei)
+	c.queueEvent(et, ei)
 }
 
-// exitReported delivers an exit that an answer (delete, wait) or a delete
-// event reported, for a process whose exit has not been delivered yet.
-func (c *Client) exitReported(key procKey, pid, code uint32, exitedAt time.Time) {
-	if pid == 0 || !c.tracker.exitUnpaid(key, pid) {
-		return
+// taskDeleteEvent handles a TaskDelete: it carries the exit too (on
+// containerd 2.x the shim can be gone before its TaskExit reached
+// containerd, which then never publishes it), in stream order; and the
+// init's means the task is gone, which settles its execs.
+func (c *Client) taskDeleteEvent(e *apievents.TaskDelete) {
+	id := e.ID
+	if id == "" {
+		id = e.ContainerID
 	}
-	c.emit(types.EventExit, types.EventInfo{ContainerID: key.containerID, ProcessID: key.processID, Pid: pid, ExitCode: code, ExitedAt: exitedAt})
+	key := procKey{e.ContainerID, id}
+	l := c.ledger
+	if e.Pid != 0 && l.tracks(key, e.Pid) && l.streamExit(key, e.Pid, timeOf(e.ExitedAt), true) {
+		c.queueEvent(types.EventExit, types.EventInfo{ContainerID: e.ContainerID, ProcessID: id, Pid: e.Pid, ExitCode: e.ExitStatus, ExitedAt: timeOf(e.ExitedAt)})
+	}
+	l.deleted(key, e.Pid)
+	if id == e.ContainerID {
+		l.taskGone(e.ContainerID, e.Pid)
+		c.shims.forget(e.ContainerID, e.Pid)
+	}
 }
 
-// emit queues an event for the backend; an exit only the first time it is
-// reported for that process and pid.
-func (c *Client) emit(et types.EventType, ei types.EventInfo) {
-	if et == types.EventExit && !c.tracker.firstExit(procKey{ei.ContainerID, ei.ProcessID}, ei.Pid) {
-		c.logger.WithFields(log.Fields{"container": ei.ContainerID, "process": ei.ProcessID, "pid": ei.Pid}).Debug("dropping duplicate exit")
-		return
-	}
+// queueEvent hands an event to the backend's per-container queue. Only the
+// stream reader calls it, so the queue keeps the order it decided.
+func (c *Client) queueEvent(et types.EventType, ei types.EventInfo) {
 	if c.backend == nil {
 		return
 	}
@@ -427,8 +342,13 @@ func (c *Client) emit(et types.EventType, ei types.EventInfo) {
 }
 
 // deliver calls the backend for one event: an error is logged, a panic
-// recovered with its stack, and a slow call reported while it runs.
+// recovered with its stack, and a slow call reported while it runs. After
+// Close nothing is called.
 func (c *Client) deliver(et types.EventType, ei types.EventInfo) {
+	if !c.enterHandler() {
+		return
+	}
+	defer c.leaveHandler()
 	logger := c.logger.WithFields(log.Fields{"container": ei.ContainerID, "process": ei.ProcessID, "event": et})
 	slow := time.AfterFunc(slowHandler, func() {
 		logger.Warnf("event handler still running after %s: later events of this container wait", slowHandler)
@@ -441,54 +361,5 @@ func (c *Client) deliver(et types.EventType, ei types.EventInfo) {
 	}()
 	if err := c.backend.ProcessEvent(ei.ContainerID, et, ei); err != nil {
 		logger.WithError(err).Error("failed to process event")
-	}
-}
-
-// reconcile asks containerd about every process this client has seen
-// running and delivers the exits the stream missed while it was down: the
-// real status of a stopped process, 255 for one that vanished (its shim died
-// while containerd was down, so containerd never publishes its exit).
-func (c *Client) reconcile(ctx context.Context) {
-	tracked := c.tracker.runningSnapshot()
-	if len(tracked) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.withNamespace(ctx), reconcileTimeout)
-	defer cancel()
-	// One List covers every init process; execs need one Get each.
-	list, err := c.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
-	if err != nil {
-		c.logger.WithError(err).Warn("reconcile: list tasks")
-		return
-	}
-	inits := make(map[string]*tasktypes.Process, len(list.Tasks))
-	for _, p := range list.Tasks {
-		inits[p.ID] = p
-	}
-	for key, pid := range tracked {
-		var p *tasktypes.Process
-		if key.processID == key.containerID {
-			p = inits[key.containerID]
-		} else if _, initExists := inits[key.containerID]; initExists {
-			r, err := c.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: key.containerID, ExecID: key.processID})
-			if err != nil && !errclass.IsNotFound(err) {
-				c.logger.WithError(err).WithField("container", key.containerID).WithField("exec", key.processID).Warn("reconcile: get exec")
-				continue
-			}
-			if r != nil {
-				p = r.Process
-			}
-		}
-		ei := types.EventInfo{ContainerID: key.containerID, ProcessID: key.processID, Pid: pid}
-		switch {
-		case p == nil || p.Pid != pid && p.Pid != 0:
-			ei.ExitCode, ei.ExitedAt = unknownExitCode, time.Now()
-		case p.Status == tasktypes.Status_STOPPED:
-			ei.ExitCode, ei.ExitedAt = p.ExitStatus, timeOf(p.ExitedAt)
-		default:
-			continue
-		}
-		c.logger.WithFields(log.Fields{"container": key.containerID, "process": key.processID, "exit-code": ei.ExitCode}).Info("reconcile: delivering an exit the event stream missed")
-		c.emit(types.EventExit, ei)
 	}
 }

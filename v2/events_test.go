@@ -101,79 +101,6 @@ func FuzzTranslate(f *testing.F) {
 	})
 }
 
-func TestTrackerExactlyOnce(t *testing.T) {
-	tr := newTracker()
-	k := procKey{"c", "c"}
-	tr.seenRunning(k, 10)
-	if !tr.firstExit(k, 10) {
-		t.Fatal("first exit dropped")
-	}
-	if tr.firstExit(k, 10) {
-		t.Fatal("duplicate exit delivered")
-	}
-	if len(tr.runningSnapshot()) != 0 {
-		t.Fatal("exited process still tracked as running")
-	}
-	// A new task of the same container has a new pid: its exit counts.
-	tr.seenRunning(k, 11)
-	if !tr.firstExit(k, 11) {
-		t.Fatal("exit of a new pid dropped")
-	}
-	// After delete, a late re-send of the same exit is still dropped...
-	now := time.Now()
-	tr.deleted(k, 11, now)
-	if tr.firstExit(k, 11) {
-		t.Fatal("late re-send after delete delivered")
-	}
-	// ...and a started event for it does not bring it back.
-	tr.seenRunning(k, 11)
-	if len(tr.runningSnapshot()) != 0 {
-		t.Fatal("deleted process tracked again")
-	}
-	// A late delete of an earlier task leaves the container's next one
-	// tracked, and its exit still counts.
-	tr.seenRunning(k, 12)
-	tr.deleted(k, 11, now)
-	if got := tr.runningSnapshot(); got[k] != 12 {
-		t.Fatalf("running after a late delete of pid 11: %v", got)
-	}
-	if !tr.firstExit(k, 12) {
-		t.Fatal("exit of the next task dropped")
-	}
-	tr.deleted(k, 12, now)
-	// Tombstones expire, so memory stays bounded.
-	tr.deleted(procKey{"d", "d"}, 1, now.Add(2*tombstoneTTL))
-	if len(tr.tombs) != 1 || len(tr.exited) != 0 || len(tr.running) != 0 {
-		t.Fatalf("tombs %d exited %d", len(tr.tombs), len(tr.exited))
-	}
-}
-
-// A process deleted before its exit event arrived (the caller waited for
-// the exit itself, then deleted) still gets that exit, once.
-func TestTrackerExitAfterDelete(t *testing.T) {
-	tr := newTracker()
-	k := procKey{"c", "e"}
-	tr.seenRunning(k, 20)
-	tr.deleted(k, 20, time.Now())
-	if !tr.firstExit(k, 20) {
-		t.Fatal("exit that arrived after the delete dropped")
-	}
-	if tr.firstExit(k, 20) {
-		t.Fatal("re-send of that exit delivered")
-	}
-	// The TaskDelete event that follows changes nothing.
-	tr.deleted(k, 20, time.Now())
-	if tr.firstExit(k, 20) {
-		t.Fatal("re-send after the TaskDelete event delivered")
-	}
-	// An owed exit that never comes is forgotten with its tombstone.
-	tr.deleted(procKey{"c", "f"}, 21, time.Now())
-	tr.deleted(procKey{"d", "d"}, 1, time.Now().Add(2*tombstoneTTL))
-	if _, ok := tr.owed[procKey{"c", "f"}]; ok {
-		t.Fatal("owed exit kept past its tombstone")
-	}
-}
-
 // recordingBackend sends every event it gets on a channel.
 type recordingBackend chan types.EventInfo
 
@@ -193,14 +120,14 @@ func TestTaskDeleteDeliversMissingExit(t *testing.T) {
 	c := testClient(b)
 	at := time.Unix(1700000000, 0).UTC()
 	want := types.EventInfo{ContainerID: "c", ProcessID: "c", Pid: 30, ExitCode: 137, ExitedAt: at}
-	c.handleEnvelope(context.Background(), envelope(t, &apievents.TaskStart{ContainerID: "c", Pid: 30}))
-	c.handleEnvelope(context.Background(), envelope(t, &apievents.TaskDelete{ContainerID: "c", Pid: 30, ExitStatus: 137, ExitedAt: protobuf.ToTimestamp(at)}))
+	c.handleEnvelope(envelope(t, &apievents.TaskStart{ContainerID: "c", Pid: 30}))
+	c.handleEnvelope(envelope(t, &apievents.TaskDelete{ContainerID: "c", Pid: 30, ExitStatus: 137, ExitedAt: protobuf.ToTimestamp(at)}))
 	if got := drainExits(t, c, b); len(got) != 1 || got[0] != want {
 		t.Fatalf("exits after TaskDelete: %+v, want exactly %+v", got, want)
 	}
-	c.handleEnvelope(context.Background(), envelope(t, &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 30, ExitStatus: 137, ExitedAt: protobuf.ToTimestamp(at)}))
+	c.handleEnvelope(envelope(t, &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 30, ExitStatus: 137, ExitedAt: protobuf.ToTimestamp(at)}))
 	// Not seen running by this client (another client's task): nothing.
-	c.handleEnvelope(context.Background(), envelope(t, &apievents.TaskDelete{ContainerID: "other", Pid: 31, ExitStatus: 1}))
+	c.handleEnvelope(envelope(t, &apievents.TaskDelete{ContainerID: "other", Pid: 31, ExitStatus: 1}))
 	if got := drainExits(t, c, b); len(got) != 0 {
 		t.Fatalf("exits delivered again: %+v", got)
 	}
@@ -225,21 +152,6 @@ func drainExits(t *testing.T, c *Client, b recordingBackend) []types.EventInfo {
 	}
 }
 
-// A delete's answer pays an exit that a TaskDelete event, arriving first,
-// left owed (containerd publishes TaskDelete before its answer reaches us).
-func TestDeleteAnswerPaysOwedExit(t *testing.T) {
-	b := make(recordingBackend, 4)
-	c := testClient(b)
-	k := procKey{"c", "c"}
-	c.tracker.seenRunning(k, 40)
-	c.tracker.deleted(k, 40, time.Now()) // the event, without an exit in it
-	c.exitReported(k, 40, 2, time.Time{})
-	c.exitReported(k, 40, 2, time.Time{}) // the wait's answer too: a duplicate
-	if got := drainExits(t, c, b); len(got) != 1 || got[0].ExitCode != 2 {
-		t.Fatalf("exits delivered: %+v, want one with code 2", got)
-	}
-}
-
 // blockingBackend blocks container "slow" until released, panics for
 // "panic", errors for "err", and records everything else.
 type blockingBackend struct {
@@ -261,20 +173,21 @@ func (b *blockingBackend) ProcessEvent(id string, et types.EventType, ei types.E
 }
 
 func testClient(b types.Backend) *Client {
-	return &Client{backend: b, tracker: newTracker(), logger: log.L.WithField("test", true)}
+	return &Client{backend: b, ledger: newLedger(), inHandlers: map[uint64]int{}, logger: log.L.WithField("test", true)}
 }
 
 // A backend that blocks, panics or errors holds up only its own container.
 func TestDeliveryIsolation(t *testing.T) {
 	b := &blockingBackend{release: make(chan struct{}), gotC: make(chan string, 16)}
 	c := testClient(b)
-	c.emit(types.EventStart, types.EventInfo{ContainerID: "slow"})
-	c.emit(types.EventStart, types.EventInfo{ContainerID: "panic"})
-	c.emit(types.EventStart, types.EventInfo{ContainerID: "err"})
-	c.emit(types.EventStart, types.EventInfo{ContainerID: "panic"})
-	c.emit(types.EventStart, types.EventInfo{ContainerID: "ok"})
-	c.emit(types.EventExit, types.EventInfo{ContainerID: "ok", ProcessID: "ok", Pid: 1})
-	c.emit(types.EventExit, types.EventInfo{ContainerID: "ok", ProcessID: "ok", Pid: 1})
+	c.queueEvent(types.EventStart, types.EventInfo{ContainerID: "slow"})
+	c.queueEvent(types.EventStart, types.EventInfo{ContainerID: "panic"})
+	c.queueEvent(types.EventStart, types.EventInfo{ContainerID: "err"})
+	c.queueEvent(types.EventStart, types.EventInfo{ContainerID: "panic"})
+	c.queueEvent(types.EventStart, types.EventInfo{ContainerID: "ok"})
+	exitedAt := protobuf.ToTimestamp(time.Unix(1700000000, 0))
+	c.handleEnvelope(envelope(t, &apievents.TaskExit{ContainerID: "ok", ID: "ok", Pid: 1, ExitedAt: exitedAt}))
+	c.handleEnvelope(envelope(t, &apievents.TaskExit{ContainerID: "ok", ID: "ok", Pid: 1, ExitedAt: exitedAt}))
 	for _, want := range []string{"ok:start", "ok:exit"} {
 		select {
 		case got := <-b.gotC:
@@ -329,7 +242,7 @@ func BenchmarkDeliveryLoad(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		c.emit(types.EventStart, types.EventInfo{ContainerID: ids[i%len(ids)]})
+		c.queueEvent(types.EventStart, types.EventInfo{ContainerID: ids[i%len(ids)]})
 	}
 	ctx, cancel := contextWithTimeout(time.Minute)
 	defer cancel()
@@ -352,7 +265,7 @@ func TestSlowHandlerWarning(t *testing.T) {
 	defer log.L.Logger.SetOutput(oldOut)
 	b := &blockingBackend{release: make(chan struct{}), gotC: make(chan string, 4)}
 	c := testClient(b)
-	c.emit(types.EventStart, types.EventInfo{ContainerID: "slow"})
+	c.queueEvent(types.EventStart, types.EventInfo{ContainerID: "slow"})
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(buf.String(), "still running") {
 		if time.Now().After(deadline) {

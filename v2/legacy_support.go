@@ -48,7 +48,7 @@ func (t *task) LoadProcess(ctx context.Context, execID string) (libtypes.Process
 	if p.Status == tasktypes.Status_RUNNING || p.Status == tasktypes.Status_PAUSED {
 		// Found running: from now on its exit is this client's to deliver,
 		// also across a containerd restart (as Task.Status does for tasks).
-		t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, execID}, p.Pid)
+		t.ctr.client.ledger.started(procKey{t.ctr.id, execID}, p.Pid, 0, true)
 	}
 	files := &fifoFiles{set: fifoSetFromPaths(p.Stdin, p.Stdout, p.Stderr, p.Terminal)}
 	loaded := &process{ctr: t.ctr, execID: execID, io: files}

@@ -70,20 +70,18 @@ func (p *process) closeStdin() error { return p.ctr.client.closeStdin(p.ctr.id, 
 func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 	ctx = p.ctx(ctx)
 	var (
-		code     uint32
-		exitedAt *timestamppb.Timestamp
-		err      error
+		code, answerPid uint32
+		exitedAt        *timestamppb.Timestamp
+		r               *tasks.DeleteResponse
+		err             error
 	)
 	if p.execID == "" {
-		var r *tasks.DeleteResponse
-		if r, err = p.tasks().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: p.ctr.id}); err == nil {
-			code, exitedAt = r.ExitStatus, r.ExitedAt
-		}
+		r, err = p.tasks().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: p.ctr.id})
 	} else {
-		var r *tasks.DeleteResponse
-		if r, err = p.tasks().DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: p.ctr.id, ExecID: p.execID}); err == nil {
-			code, exitedAt = r.ExitStatus, r.ExitedAt
-		}
+		r, err = p.tasks().DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: p.ctr.id, ExecID: p.execID})
+	}
+	if err == nil {
+		code, exitedAt, answerPid = r.ExitStatus, r.ExitedAt, r.Pid
 	}
 	if err != nil {
 		err = wrapError(err)
@@ -92,19 +90,26 @@ func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 		}
 		// Gone already (deleted behind our back): still release the IO.
 	}
+	l := p.ctr.client.ledger
+	pid := p.Pid()
 	if err == nil {
-		// The delete's answer is the exit itself. When a delete follows
+		// The delete's answer is the exit itself: when a delete follows
 		// the exit closely, containerd 2.x's shim can be gone before its
-		// TaskExit reached containerd, which then never publishes it: a
-		// process this client saw running gets its exit from here unless
-		// the stream delivered it first (the dedupe drops the second).
-		p.ctr.client.exitReported(p.key(), p.Pid(), code, timeOf(exitedAt))
+		// TaskExit reached containerd, which then never publishes it. The
+		// ledger delivers it unless another source did.
+		if pid == 0 {
+			pid = answerPid
+		}
+		l.report(p.key(), pid, exitNews{code: code, at: timeOf(exitedAt), source: fromAnswer}, true, false)
+	} else {
+		l.deleted(p.key(), pid)
 	}
 	if p.execID == "" {
+		// The task is gone: its execs are settled too.
+		l.taskGone(p.ctr.id, pid)
 		p.ctr.setTask(taskNone)
-		p.ctr.client.shims.forget(p.ctr.id, p.Pid())
+		p.ctr.client.shims.forget(p.ctr.id, pid)
 	}
-	p.ctr.client.tracker.deleted(p.key(), p.Pid(), time.Now())
 	p.releaseIO()
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,10 +16,9 @@ import (
 	"time"
 
 	shimapi "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
-
-	"github.com/lcdkit/libcontainerd/v2/types"
 )
 
 // Exits while containerd is down.
@@ -31,12 +31,19 @@ import (
 // its fix for containerd #6860): the task and its exit status vanish, and
 // reconcile could only say 255. Until that moment the status is in the shim.
 // So while the event stream is down the client asks each tracked process's
-// shim itself, over the shim's own ttrpc task API, and delivers the exits it
-// hears of; reconcile covers whatever it could not reach.
+// shim itself, over the shim's own ttrpc task API, and reports the exits it
+// hears of to the ledger, which delivers them once containerd serves again;
+// the reconciler covers whatever it could not reach.
 
 const (
 	// shimDialTimeout bounds connecting to one shim's socket.
 	shimDialTimeout = time.Second
+	// shimDialers bounds the shims dialled at once.
+	shimDialers = 16
+	// shimPollInterval is how often a shim is asked about its execs (its
+	// init is waited on, reported the moment it exits): their status stays
+	// in the shim while the init lives, so this only bounds latency.
+	shimPollInterval = time.Second
 	// The shim task API: 2.x shims serve v3 only (bootstrap.json says so),
 	// older ones v2 only. The Wait messages are the same on both.
 	shimTaskV2 = "containerd.task.v2.Task"
@@ -162,80 +169,119 @@ func findShim(ns string, pid uint32) (shimEndpoint, error) {
 	return e, nil
 }
 
-// watchShims waits, on its shim, for every process this client has seen
-// running and delivers each exit it hears of. stop ends the waits and
-// returns once every one has, so that what they learned is delivered before
-// reconcile looks.
+// watchShims starts watching, on its shim, every process whose exit is not
+// known, and returns at once: the new subscription never waits for the
+// watch. What it hears goes to the ledger, which delivers it once containerd
+// serves again (so the daemon's Delete on that exit can act). stop ends the
+// watch without waiting; Close waits for its goroutines.
+//
+// Bounded: at most shimDialers dials at once, one connection per shim, one
+// goroutine per shim (not per process).
 func (c *Client) watchShims(ctx context.Context) (stop func()) {
-	tracked := c.tracker.runningSnapshot()
+	tracked := c.ledger.tracked()
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	stop = func() { cancel(); wg.Wait() }
 	if len(tracked) == 0 {
-		return stop
+		return cancel
 	}
-	byContainer := map[string][]procKey{}
-	for key := range tracked {
-		byContainer[key.containerID] = append(byContainer[key.containerID], key)
+	byContainer := map[string]map[procKey]uint32{}
+	for key, pid := range tracked {
+		if byContainer[key.containerID] == nil {
+			byContainer[key.containerID] = map[procKey]uint32{}
+		}
+		byContainer[key.containerID][key] = pid
 	}
-	for containerID, keys := range byContainer {
-		shim, found := c.shims.get(containerID)
-		if !found {
-			// Not seen starting (a task adopted after a restart):
-			// any live process of the container leads to its shim.
-			for _, key := range keys {
-				if e, err := findShim(c.ns, tracked[key]); err == nil {
-					shim, found = e, true
-					break
-				}
-			}
-		}
-		if !found {
-			continue // reconcile will have to do
-		}
-		conn, err := net.DialTimeout("unix", shim.socket, shimDialTimeout)
-		if err != nil {
-			c.logger.WithError(err).WithField("container", containerID).Debug("cannot reach shim while containerd is down")
-			continue
-		}
-		client := ttrpc.NewClient(conn)
-		var procs sync.WaitGroup
-		for _, key := range keys {
-			key, pid := key, tracked[key]
-			procs.Add(1)
-			go func() {
-				defer procs.Done()
-				c.waitOnShim(ctx, client, shim.service, key, pid)
-			}()
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			procs.Wait()
-			_ = client.Close()
-		}()
+	dials := make(chan struct{}, shimDialers)
+	for containerID, procs := range byContainer {
+		c.watches.Add(1)
+		go func(containerID string, procs map[procKey]uint32) {
+			defer c.watches.Done()
+			c.watchShim(ctx, dials, containerID, procs)
+		}(containerID, procs)
 	}
-	return stop
+	return cancel
 }
 
-// waitOnShim waits for one process on its shim and delivers its exit.
-func (c *Client) waitOnShim(ctx context.Context, client *ttrpc.Client, service string, key procKey, pid uint32) {
-	req := &shimapi.WaitRequest{ID: key.containerID}
-	if key.processID != key.containerID {
-		req.ExecID = key.processID
-	}
-	var resp shimapi.WaitResponse
-	err := client.Call(ctx, service, "Wait", req, &resp)
-	if err != nil {
-		if ctx.Err() == nil {
-			c.logger.WithError(err).WithFields(log.Fields{"container": key.containerID, "process": key.processID}).Debug("wait on shim")
+// watchShim watches one container's processes on its shim: it waits on the
+// init (the common exit, reported at once) and asks after each exec between
+// waits, until all have exited or ctx ends.
+func (c *Client) watchShim(ctx context.Context, dials chan struct{}, containerID string, procs map[procKey]uint32) {
+	shim, found := c.shims.get(containerID)
+	if !found {
+		// Not seen starting (a task adopted after a restart): any live
+		// process of the container leads to its shim.
+		for _, pid := range procs {
+			if e, err := findShim(c.ns, pid); err == nil {
+				shim, found = e, true
+				break
+			}
 		}
+	}
+	if !found {
+		return // the reconciler will have to do
+	}
+	select {
+	case dials <- struct{}{}:
+	case <-ctx.Done():
 		return
 	}
-	c.logger.WithFields(log.Fields{"container": key.containerID, "process": key.processID, "exit-code": resp.ExitStatus}).
-		Info("delivering an exit heard from the shim while containerd is down")
-	c.emit(types.EventExit, types.EventInfo{
-		ContainerID: key.containerID, ProcessID: key.processID, Pid: pid,
-		ExitCode: resp.ExitStatus, ExitedAt: timeOf(resp.ExitedAt),
-	})
+	conn, err := net.DialTimeout("unix", shim.socket, shimDialTimeout)
+	<-dials
+	if err != nil {
+		c.logger.WithError(err).WithField("container", containerID).Debug("cannot reach shim while containerd is down")
+		return
+	}
+	client := ttrpc.NewClient(conn)
+	defer client.Close()
+	logger := c.logger.WithField("container", containerID)
+	for len(procs) > 0 && ctx.Err() == nil {
+		initKey := procKey{containerID, containerID}
+		for key, pid := range procs {
+			req := &shimapi.StateRequest{ID: containerID}
+			if key != initKey {
+				req.ExecID = key.processID
+			}
+			var resp shimapi.StateResponse
+			if err := client.Call(ctx, shim.service, "State", req, &resp); err != nil {
+				if ctx.Err() == nil {
+					logger.WithError(err).WithField("process", key.processID).Debug("state from shim")
+				}
+				if errors.Is(err, ttrpc.ErrClosed) {
+					return
+				}
+				continue
+			}
+			if resp.Pid != pid && resp.Pid != 0 || resp.Status == tasktypes.Status_STOPPED {
+				c.shimExit(key, pid, resp.Pid == pid, resp.ExitStatus, timeOf(resp.ExitedAt))
+				delete(procs, key)
+			}
+		}
+		if pid, ok := procs[initKey]; ok {
+			wctx, cancel := context.WithTimeout(ctx, shimPollInterval)
+			var resp shimapi.WaitResponse
+			err := client.Call(wctx, shim.service, "Wait", &shimapi.WaitRequest{ID: containerID}, &resp)
+			cancel()
+			if err == nil {
+				c.shimExit(initKey, pid, true, resp.ExitStatus, timeOf(resp.ExitedAt))
+				delete(procs, initKey)
+			}
+			continue
+		}
+		timer := time.NewTimer(shimPollInterval)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// shimExit reports what the shim said of a process: its exit (real), or
+// that it is gone (another pid under the key).
+func (c *Client) shimExit(key procKey, pid uint32, same bool, code uint32, exitedAt time.Time) {
+	if !same {
+		return // the reconciler confirms a vanished one
+	}
+	c.logger.WithFields(log.Fields{"container": key.containerID, "process": key.processID, "exit-code": code}).
+		Info("an exit heard from the shim while containerd is down")
+	c.ledger.report(key, pid, exitNews{code: code, at: exitedAt, source: fromShim}, false, false)
 }

@@ -29,28 +29,40 @@ const execCleanupTimeout = 45 * time.Second
 // task is a container's task: its init process plus the task-wide calls.
 type task struct {
 	*process
+	// stoppedAtLoad: the handle was made from containerd's answer that the
+	// task had stopped (a stopped task never runs again), so ForceDelete
+	// need not kill or wait.
+	stoppedAtLoad bool
 }
 
 func (c *container) newTask(pid uint32, rio cio.IO) *task {
 	p := &process{ctr: c, io: rio}
 	p.pid.Store(pid)
-	return &task{p}
+	return &task{process: p}
 }
 
 // Start starts the created task, or restores it when NewTask was given a
 // checkpoint. On failure the caller cleans up with ForceDelete, as moby's
 // daemon does. After an Unavailable or context error the task may have
 // started all the same: Status says (created: Start again; running: it
-// started, and its exit will be reported).
+// started, and its exit is reported: the client asks containerd itself
+// until it knows, and delivers the exit of a task that started and already
+// ended).
 func (t *task) Start(ctx context.Context) error {
 	r, err := t.tasks().Start(t.ctx(ctx), &tasks.StartRequest{ContainerID: t.ctr.id})
 	if err != nil {
-		return wrapError(err)
+		err = wrapError(err)
+		if errclass.OutcomeUnknown(err) {
+			// It may have started with only the answer lost: the
+			// reconciler finds out, so its exit is not missed.
+			t.ctr.client.ledger.started(t.key(), t.Pid(), 0, false)
+		}
+		return err
 	}
 	// The same pid as at create, except for a restored task: its process
 	// exists only now (and moby's daemon reads Pid after Start).
 	t.pid.Store(r.Pid)
-	t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, t.ctr.id}, r.Pid)
+	t.ctr.client.ledger.started(t.key(), r.Pid, r.Pid, true)
 	// Found now, while the process lives: see shimwatch.go.
 	t.ctr.client.noteShim(t.ctr.id, r.Pid)
 	return nil
@@ -74,10 +86,17 @@ func (t *task) Status(ctx context.Context) (containerd.Status, error) {
 	if err != nil {
 		return containerd.Status{}, err
 	}
-	if p.Status == tasktypes.Status_RUNNING || p.Status == tasktypes.Status_PAUSED {
+	l := t.ctr.client.ledger
+	switch p.Status {
+	case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED:
 		// How a restarted daemon re-adopts its tasks: LoadContainer →
 		// Task → Status. From now on their exits are ours to deliver.
-		t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, t.ctr.id}, p.Pid)
+		l.started(t.key(), p.Pid, p.Pid, true)
+	case tasktypes.Status_STOPPED:
+		// Only a process the ledger tracks gets its exit from here (a
+		// Start whose answer was lost); a task loaded stopped is the
+		// caller's to handle.
+		l.report(t.key(), p.Pid, exitNews{code: p.ExitStatus, at: timeOf(p.ExitedAt), source: fromReconcile}, false, false)
 	}
 	return containerd.Status{
 		Status:     containerd.ProcessStatus(strings.ToLower(p.Status.String())),
@@ -91,6 +110,15 @@ func (t *task) Status(ctx context.Context) (containerd.Status, error) {
 // the task is gone (its FIFOs too).
 func (t *task) ForceDelete(ctx context.Context) error {
 	ctx = t.ctx(ctx)
+	l := t.ctr.client.ledger
+	if t.stoppedAtLoad || l.knownStopped(t.key(), t.Pid()) {
+		// Stopped for good: nothing to kill or wait for (a task
+		// re-adopted after a containerd crash would otherwise cost a
+		// Kill that succeeds on 1.6 and a Wait).
+		if _, err := t.Delete(ctx); err == nil || errclass.IsNotFound(err) {
+			return err
+		}
+	}
 	_, err := t.tasks().Kill(ctx, &tasks.KillRequest{ContainerID: t.ctr.id, Signal: uint32(syscall.SIGKILL), All: true})
 	if err != nil && !errclass.IsNotFound(err) {
 		return wrapErrorf(err, "kill task "+t.ctr.id)
@@ -115,7 +143,7 @@ func (t *task) ForceDelete(ctx context.Context) error {
 		// containerd 2.x's shim can go without publishing the exit: the
 		// wait's answer is then the only record of it (dropped as a
 		// duplicate if the stream or the delete delivered it).
-		t.ctr.client.exitReported(t.key(), t.Pid(), w.ExitStatus, timeOf(w.ExitedAt))
+		l.report(t.key(), t.Pid(), exitNews{code: w.ExitStatus, at: timeOf(w.ExitedAt), source: fromAnswer}, false, false)
 	}
 	return err
 }
@@ -244,7 +272,7 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 		closeIO(rio)
 		return nil, wrapError(err)
 	}
-	t.ctr.client.tracker.seenRunning(procKey{t.ctr.id, processID}, r.Pid)
+	t.ctr.client.ledger.started(procKey{t.ctr.id, processID}, r.Pid, t.Pid(), true)
 	p := &process{ctr: t.ctr, execID: processID, io: rio}
 	p.pid.Store(r.Pid)
 	// The shim opens an exec's stdin only at start: a close asked for
@@ -258,13 +286,18 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 // removeFailedExec deletes an exec whose Exec call failed, on a fresh
 // bounded context. A start whose answer was lost may have started it: a
 // running exec is killed first (and waited for), so neither it nor its entry
-// in the shim outlives the failed call. Its exit reaches the backend as any
-// exit does.
+// in the shim outlives the failed call. An exec that ran gets its exit (the
+// delete's answer carries it) like any other, once.
 func (t *task) removeFailedExec(execID string) {
 	ctx, cancel := context.WithTimeout(t.ctx(context.Background()), execCleanupTimeout)
 	defer cancel()
+	key := procKey{t.ctr.id, execID}
 	del := func(ctx context.Context) error {
-		_, err := t.tasks().DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: t.ctr.id, ExecID: execID})
+		r, err := t.tasks().DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: t.ctr.id, ExecID: execID})
+		if err == nil && r.Pid != 0 {
+			// A pid means it was started: it ran, and this is its exit.
+			t.ctr.client.ledger.report(key, r.Pid, exitNews{code: r.ExitStatus, at: timeOf(r.ExitedAt), source: fromAnswer}, true, true)
+		}
 		return wrapError(err)
 	}
 	err := retryCleanup(ctx, del)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,10 +39,54 @@ func parentPid(pid uint32) (int, error) {
 	return strconv.Atoi(fields[1])
 }
 
+// chaosHandles keeps the handles chaosCycle got, as a daemon keeps them in
+// its container store: its monitor acts on them when an exit arrives.
+type chaosHandles struct {
+	mu    sync.Mutex
+	ctrs  map[string]types.Container
+	tasks map[string]types.Task
+	execs map[[2]string]types.Process
+}
+
+func newChaosHandles() *chaosHandles {
+	return &chaosHandles{ctrs: map[string]types.Container{}, tasks: map[string]types.Task{}, execs: map[[2]string]types.Process{}}
+}
+
+func (h *chaosHandles) keep(id string, ctr types.Container, task types.Task) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ctrs[id], h.tasks[id] = ctr, task
+}
+
+func (h *chaosHandles) keepExec(id, execID string, p types.Process) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.execs[[2]string{id, execID}] = p
+}
+
+func (h *chaosHandles) task(id string) types.Task {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.tasks[id]
+}
+
+func (h *chaosHandles) exec(id, execID string) types.Process {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.execs[[2]string{id, execID}]
+}
+
 // chaosCycle starts containers and execs that exit before, during and after
 // a containerd outage, kills containerd with SIGKILL, keeps it down for
-// outage, and restarts it on the same dirs.
-func chaosCycle(t *testing.T, f *fixture, cycle int, outage time.Duration, killShim bool) []chaosProc {
+// outage, and restarts it on the same dirs. handles, if not nil, gets every
+// handle as soon as it exists.
+func chaosCycle(t *testing.T, f *fixture, cycle int, outage time.Duration, killShim bool, handles *chaosHandles) []chaosProc {
 	var procs []chaosProc
 	// Exit times relative to the kill at ~1 s: before, during, after.
 	sleeps := []float64{0.2, 1.5, 2.0, 2.5, 3.0, 5.0, 6.0}
@@ -56,6 +101,7 @@ func chaosCycle(t *testing.T, f *fixture, cycle int, outage time.Duration, killS
 		if err != nil {
 			t.Fatal(err)
 		}
+		handles.keep(id, ctr, task)
 		if err := task.Start(f.ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -64,21 +110,25 @@ func chaosCycle(t *testing.T, f *fixture, cycle int, outage time.Duration, killS
 	// One long-running container: its execs exit around the outage, it
 	// does not exit at all.
 	hostID := fmt.Sprintf("h%d", cycle)
-	_, host := f.startSleeper(hostID)
+	hostCtr, host := f.startSleeper(hostID)
+	handles.keep(hostID, hostCtr, host)
 	procs = append(procs, chaosProc{hostID, hostID, nil})
 	for i, s := range []float64{0.3, 2.0, 3.5, 7.0} {
 		execID := fmt.Sprintf("x%d", i)
 		code := uint32(40 + i)
-		if _, err := host.Exec(f.ctx, execID, execSpec("sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", s, code)), false, newStdio().attach); err != nil {
+		p, err := host.Exec(f.ctx, execID, execSpec("sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", s, code)), false, newStdio().attach)
+		if err != nil {
 			t.Fatal(err)
 		}
+		handles.keepExec(hostID, execID, p)
 		procs = append(procs, chaosProc{hostID, execID, []uint32{code}})
 	}
 	var shimVictim string
 	var shimPid int
 	if killShim {
 		shimVictim = fmt.Sprintf("s%d", cycle)
-		_, task := f.startSleeper(shimVictim)
+		ctr, task := f.startSleeper(shimVictim)
+		handles.keep(shimVictim, ctr, task)
 		var err error
 		if shimPid, err = parentPid(task.Pid()); err != nil {
 			t.Fatal(err)
@@ -118,9 +168,9 @@ func TestChaosExitsAcrossContainerdRestarts(t *testing.T) {
 	f := newFixture(t)
 	var procs []chaosProc
 	for cycle := 0; cycle < 3; cycle++ {
-		procs = append(procs, chaosCycle(t, f, cycle, 3*time.Second, cycle == 1)...)
+		procs = append(procs, chaosCycle(t, f, cycle, 3*time.Second, cycle == 1, nil)...)
 	}
-	procs = append(procs, chaosCycle(t, f, 3, 17*time.Second, false)...)
+	procs = append(procs, chaosCycle(t, f, 3, 17*time.Second, false, nil)...)
 
 	expectExit := func() bool {
 		exits := f.backend.exits()

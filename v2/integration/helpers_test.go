@@ -72,6 +72,7 @@ type fixture struct {
 	client   types.Client
 	rpcs     *rpcCounter
 	backend  *recordingBackend
+	deliver  types.Backend // what the client reports to, if not backend
 }
 
 // newFixture makes the fixture; intercept, if given, sees (and may answer)
@@ -85,8 +86,22 @@ func newFixture(t testing.TB, intercept ...grpc.UnaryClientInterceptor) *fixture
 // (the fault injector's, say) before the RPC counter and intercept.
 func newFixtureDial(t testing.TB, dial []grpc.DialOption, intercept ...grpc.UnaryClientInterceptor) *fixture {
 	t.Helper()
+	return newFixtureFull(t, dial, nil, intercept...)
+}
+
+// newFixtureBackend is newFixture whose client reports to deliver, which
+// must record into rec (f.backend, for the waits).
+func newFixtureBackend(t testing.TB, rec *recordingBackend, deliver types.Backend) *fixture {
+	t.Helper()
+	f := newFixtureFull(t, nil, deliver)
+	f.backend = rec
+	return f
+}
+
+func newFixtureFull(t testing.TB, dial []grpc.DialOption, deliver types.Backend, intercept ...grpc.UnaryClientInterceptor) *fixture {
+	t.Helper()
 	ctx, ns := env.Context(t)
-	f := &fixture{t: t, ctx: ctx, ns: ns, stateDir: t.TempDir(), rpcs: &rpcCounter{}, backend: newRecordingBackend()}
+	f := &fixture{t: t, ctx: ctx, ns: ns, stateDir: t.TempDir(), rpcs: &rpcCounter{}, backend: newRecordingBackend(), deliver: deliver}
 	opts := append(dial, grpc.WithChainUnaryInterceptor(append([]grpc.UnaryClientInterceptor{f.rpcs.interceptor()}, intercept...)...))
 	raw, err := env.Client(opts...)
 	if err != nil {
@@ -101,7 +116,11 @@ func newFixtureDial(t testing.TB, dial []grpc.DialOption, intercept ...grpc.Unar
 // newClient makes another libcontainerd client on the same namespace and
 // state dir, as a restarted daemon would.
 func (f *fixture) newClient() types.Client {
-	c, err := libcontainerd.NewClient(f.ctx, f.raw, f.stateDir, f.ns, f.backend)
+	var backend types.Backend = f.backend
+	if f.deliver != nil {
+		backend = f.deliver
+	}
+	c, err := libcontainerd.NewClient(f.ctx, f.raw, f.stateDir, f.ns, backend)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -346,6 +365,7 @@ func assertClass(t testing.TB, err error, class string) {
 type recordingBackend struct {
 	mu     sync.Mutex
 	events []event
+	at     []time.Time // when each event arrived
 	notify chan struct{}
 }
 
@@ -362,6 +382,7 @@ func (b *recordingBackend) ProcessEvent(containerID string, et types.EventType, 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.events = append(b.events, event{et, ei})
+	b.at = append(b.at, time.Now())
 	close(b.notify)
 	b.notify = make(chan struct{})
 	return nil
@@ -409,6 +430,19 @@ func (b *recordingBackend) exits() map[[2]string][]types.EventInfo {
 		if e.Type == types.EventExit {
 			k := [2]string{e.Info.ContainerID, e.Info.ProcessID}
 			out[k] = append(out[k], e.Info)
+		}
+	}
+	return out
+}
+
+// exitTimes returns when each exit of a process arrived.
+func (b *recordingBackend) exitTimes(container, process string) []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []time.Time
+	for i, e := range b.events {
+		if e.Type == types.EventExit && e.Info.ContainerID == container && e.Info.ProcessID == process {
+			out = append(out, b.at[i])
 		}
 	}
 	return out

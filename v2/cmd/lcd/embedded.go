@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -91,6 +92,17 @@ func openHost(ctx context.Context, dir, address string) (_ *host, err error) {
 		containerd.WithDefaultRuntime("io.containerd.runc.v2"))
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", address, err)
+	}
+	// The v2 client connects lazily: its New succeeds on any path, so ask
+	// once that something serves there (the v1.7 client's New already has).
+	probeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if ok, perr := h.cli.IsServing(probeCtx); !ok || perr != nil {
+		if perr == nil {
+			perr = errors.New("not serving")
+		}
+		err = fmt.Errorf("connect to containerd at %s: %w", address, perr)
+		return nil, err
 	}
 	return h, nil
 }

@@ -93,6 +93,14 @@ func (s *Server) ReleaseEvents() {
 	}
 }
 
+// DiscardEvents drops the held events and stops holding: what a containerd
+// killed before it sent them would do.
+func (s *Server) DiscardEvents() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held, s.heldQ = false, nil
+}
+
 // BreakStreams ends every open Subscribe with codes.Unavailable, as a
 // connection lost in transit would: events queued for a stream and not yet
 // sent are lost with it. Subscribers drops to 0 at once.
