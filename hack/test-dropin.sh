@@ -19,7 +19,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || read -r -a versions <<<"${DROPIN_VERSIONS:-v25.0.8 v26.1.5 v27.5.1 v28.5.2}"
+[ ${#versions[@]} -gt 0 ] || read -r -a versions <<<"${DROPIN_VERSIONS:-v25.0.8 v26.1.5 v27.5.1 v28.5.2 v2.0.0-beta.24}"
 tags="exclude_graphdriver_btrfs exclude_graphdriver_devicemapper no_btrfs"
 
 # flavour VERSION: sets what differs between moby lines: the module and

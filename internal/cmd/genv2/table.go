@@ -139,6 +139,14 @@ var textRules = []textRule{
 			"(v2/integration/flavour_v2_test.go takes it once both are up)",
 	},
 	{
+		name: "typed-stream-errors",
+		file: "internal/fakecd/fakecd_test.go",
+		old:  "if status.Code(err) != code {",
+		new:  "if status.Code(errdefs.ToGRPC(err)) != code {",
+		why: "from containerd v2.4 the client's Subscribe hands back typed errors (errgrpc.ToNative), " +
+			"not statuses: converted back before the code is read (the symbol rule for ToGRPC then applies)",
+	},
+	{
 		name: "spec-without-legacy-fixture",
 		file: "integration/remote_test.go",
 		old:  "(&legacyFixture{t: t, ctx: ctx}).spec(",

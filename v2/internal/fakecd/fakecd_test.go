@@ -109,7 +109,7 @@ func nsCtx() context.Context {
 
 func wantCode(t *testing.T, err error, code codes.Code) {
 	t.Helper()
-	if status.Code(err) != code {
+	if status.Code(errgrpc.ToGRPC(err)) != code {
 		t.Fatalf("got %v, want code %v", err, code)
 	}
 }
