@@ -625,3 +625,34 @@ func TestReconcileScale(t *testing.T) {
 		t.Fatalf("%d exits, want %d", got, want)
 	}
 }
+
+// A delete cut off by a containerd kill, retried (NotFound): the restarted
+// containerd cleans up after the shim and publishes the init's exit again,
+// with 137 and a new time. The init's pid tells it for a copy.
+func TestCleanupExitAfterCutOffDeleteIsCopy(t *testing.T) {
+	srv := fakecd.Start(t)
+	srv.AddTask(ns, "c", 1300)
+	c, events := fakeClient(t, srv)
+	tk := adopt(t, c, srv, "c")
+	at := time.Now()
+	srv.Publish(ns, "/tasks/exit", &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 1300, ExitStatus: 21, ExitedAt: protobuf.ToTimestamp(at)})
+	events.waitExit(t, "c", "c", 5*time.Second)
+	srv.Vanish(ns, "c", "") // the first delete took effect, its answer lost
+	if _, err := tk.Delete(context.Background()); err == nil {
+		t.Fatal("retried delete found the task")
+	}
+	later := protobuf.ToTimestamp(at.Add(2 * time.Second))
+	srv.Publish(ns, "/tasks/exit", &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 1300, ExitStatus: 137, ExitedAt: later})
+	srv.Publish(ns, "/tasks/delete", &apievents.TaskDelete{ContainerID: "c", ID: "c", Pid: 1300, ExitStatus: 137, ExitedAt: later})
+	settle(t, c)
+	// The stream is in order: a sentinel published now comes back after
+	// both events were handled.
+	c.ledger.mu.Lock()
+	c.ledger.waiting[&incarnation{exit: &exitNews{}, after: c.ledger.published}] = procKey{"x", "x"}
+	c.ledger.mu.Unlock()
+	signal(c.ledger.kick)
+	events.waitExit(t, "x", "x", 5*time.Second)
+	if got := events.exits("c", "c"); len(got) != 1 || got[0].ei.ExitCode != 21 {
+		t.Fatalf("exits %+v, want only the real 21", got)
+	}
+}
