@@ -143,9 +143,11 @@ bench: deps
 	$(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
 	cd v2 && $(GOTEST) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
 
-# The leak test at full length: 500 create/start/exec/exit/delete lifecycles.
+# The long runs: the leak test at 500 lifecycles, the kill load test over 10
+# seeds, the chaos test with its 17 s outage, a 90 s containerd freeze.
 soak: deps
-	LCD_LEAK_CYCLES=500 $(GOTEST) -count=1 -timeout 60m -run TestLifecycleLeaks -v $(TESTFLAGS) ./integration/
+	LCD_LEAK_CYCLES=500 LCD_LOAD_SEEDS=10 LCD_CHAOS_LONG=1 LCD_FREEZE_S=90 $(GOTEST) -count=1 -timeout 90m \
+		-run 'TestLifecycleLeaks|TestLifecyclesAcrossContainerdKill|TestChaosWithDeletingBackend|TestExitsAcrossContainerdFreeze' -v $(TESTFLAGS) ./integration/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
