@@ -122,8 +122,9 @@ type ledger struct {
 	news  uint64 // news counter (incarnation.order)
 	count int    // incarnations held, for tests and the memory bound
 	// kick wakes the stream reader (a barrier is needed); wake wakes the
-	// reconciler (something to check).
-	kick, wake chan struct{}
+	// reconciler (something to check); added wakes the shim watch (a
+	// process to watch).
+	kick, wake, added chan struct{}
 }
 
 func newLedger() *ledger {
@@ -133,6 +134,7 @@ func newLedger() *ledger {
 		ends:    map[string]containerEnd{},
 		kick:    make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
+		added:   make(chan struct{}, 1),
 	}
 }
 
@@ -307,6 +309,7 @@ func (l *ledger) started(key procKey, pid, taskPid uint32, confirmed bool) {
 	}
 	inc := &incarnation{pid: pid, taskPid: taskPid, unconfirmed: !confirmed, check: !confirmed, since: l.ends[key.containerID].at}
 	l.add(key, inc)
+	signal(l.added)
 	if !confirmed {
 		signal(l.wake)
 	}
@@ -479,6 +482,9 @@ func (l *ledger) gone(key procKey, pid uint32) {
 		if inc.pid != pid || inc.delivered {
 			continue
 		}
+		if inc.exit != nil {
+			return // news already waits (the shim watch heard it)
+		}
 		if inc.unconfirmed {
 			l.remove(key, inc)
 			return
@@ -556,7 +562,9 @@ func (l *ledger) toCheck() map[string][]checkTarget {
 }
 
 // tracked copies the processes that may still exit unreported, for the
-// shim watch.
+// shim watch: a start whose answer was lost included (containerd 1.7+
+// deletes a task whose process ran and ended while it was down, so its
+// shim is the only witness).
 func (l *ledger) tracked() map[procKey]uint32 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -564,7 +572,7 @@ func (l *ledger) tracked() map[procKey]uint32 {
 	for containerID, m := range l.procs {
 		for processID, list := range m {
 			for _, inc := range list {
-				if !inc.delivered && inc.exit == nil && !inc.unconfirmed {
+				if !inc.delivered && inc.exit == nil {
 					out[procKey{containerID, processID}] = inc.pid
 				}
 			}
