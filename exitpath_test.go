@@ -99,6 +99,18 @@ func (l *eventLog) waitExit(t *testing.T, containerID, processID string, d time.
 	return l.exits(containerID, processID)[0].ei
 }
 
+// onlyExit waits for the exit of (container, process), lets c settle, and
+// checks that it was the only one.
+func (l *eventLog) onlyExit(t *testing.T, c *Client, containerID, processID string, d time.Duration) types.EventInfo {
+	t.Helper()
+	ei := l.waitExit(t, containerID, processID, d)
+	settle(t, c)
+	if got := l.exits(containerID, processID); len(got) != 1 {
+		t.Fatalf("%s/%s: %d exits %+v, want exactly one", containerID, processID, len(got), got)
+	}
+	return ei
+}
+
 // settle waits until c has no barrier outstanding, nothing queued and the
 // reconciler idle, so that a test can check nothing more was delivered.
 func settle(t *testing.T, c *Client) {
@@ -210,13 +222,8 @@ func TestReconcileRetriesUntilAnswered(t *testing.T) {
 	srv.Stop()
 	srv.Exit(ns, "c", "", 3, false) // while containerd is down: no event
 	srv.Restart()
-	ei := events.waitExit(t, "c", "c", 20*time.Second)
-	if ei.ExitCode != 3 || ei.Pid != 100 {
+	if ei := events.onlyExit(t, c, "c", "c", 20*time.Second); ei.ExitCode != 3 || ei.Pid != 100 {
 		t.Fatalf("exit %+v, want code 3 of pid 100", ei)
-	}
-	settle(t, c)
-	if n := len(events.exits("c", "c")); n != 1 {
-		t.Fatalf("%d exits, want 1", n)
 	}
 }
 
@@ -279,13 +286,8 @@ func TestRealExitBeatsGuess(t *testing.T) {
 		return nil, false, nil
 	})
 	srv.BreakStreams() // reconnect → reconcile
-	ei := events.waitExit(t, "c", "c", 10*time.Second)
-	settle(t, c)
-	if ei.ExitCode != 137 {
+	if ei := events.onlyExit(t, c, "c", "c", 10*time.Second); ei.ExitCode != 137 {
 		t.Fatalf("exit code %d delivered, want the real 137", ei.ExitCode)
-	}
-	if n := len(events.exits("c", "c")); n != 1 {
-		t.Fatalf("%d exits, want 1", n)
 	}
 }
 
@@ -490,13 +492,8 @@ func TestExecStartCutOffStillReportsExit(t *testing.T) {
 		t.Fatalf("Exec: %v (fault at %q)", err, op.Fired())
 	}
 	srv.DiscardEvents() // lost with the killed containerd
-	ei := events.waitExit(t, "c", "e", 10*time.Second)
-	if ei.ExitCode != 137 || ei.Pid == 0 {
+	if ei := events.onlyExit(t, c, "c", "e", 10*time.Second); ei.ExitCode != 137 || ei.Pid == 0 {
 		t.Fatalf("exit %+v, want 137 (killed by the clean-up)", ei)
-	}
-	settle(t, c)
-	if n := len(events.exits("c", "e")); n != 1 {
-		t.Fatalf("%d exits", n)
 	}
 }
 
@@ -568,10 +565,9 @@ func TestEmptyExitIDIsInit(t *testing.T) {
 	adopt(t, c, srv, "c")
 	srv.Publish(ns, "/tasks/exit", &apievents.TaskExit{ContainerID: "c", Pid: 1100, ExitStatus: 2})
 	srv.Publish(ns, "/tasks/exit", &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 1100, ExitStatus: 2})
-	events.waitExit(t, "c", "c", 5*time.Second)
-	settle(t, c)
-	if n, m := len(events.exits("c", "c")), len(events.exits("c", "")); n != 1 || m != 0 {
-		t.Fatalf("exits under the init's key %d, under \"\" %d", n, m)
+	events.onlyExit(t, c, "c", "c", 5*time.Second)
+	if m := len(events.exits("c", "")); m != 0 {
+		t.Fatalf("%d exits under the key \"\"", m)
 	}
 }
 

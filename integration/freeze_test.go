@@ -42,15 +42,7 @@ func TestExitsAcrossContainerdFreeze(t *testing.T) {
 	for i, s := range []float64{1.0, 2.0, 4.0, 6.0} {
 		id := fmt.Sprintf("f%d", i)
 		code := uint32(20 + i)
-		ctr := f.newContainer(id, "sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", s, code))
-		task, err := ctr.NewTask(f.ctx, "", false, newStdio().attach)
-		if err != nil {
-			t.Fatal(err)
-		}
-		handles.keep(id, ctr, task)
-		if err := task.Start(f.ctx); err != nil {
-			t.Fatal(err)
-		}
+		f.startExiting(handles, id, s, code)
 		procs = append(procs, proc{id, id, code})
 	}
 	hostCtr, host := f.startSleeper("fh")
@@ -58,11 +50,7 @@ func TestExitsAcrossContainerdFreeze(t *testing.T) {
 	for i, s := range []float64{1.5, 3.0} {
 		execID := fmt.Sprintf("x%d", i)
 		code := uint32(50 + i)
-		p, err := host.Exec(f.ctx, execID, execSpec("sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", s, code)), false, newStdio().attach)
-		if err != nil {
-			t.Fatal(err)
-		}
-		handles.keepExec("fh", execID, p)
+		f.execExiting(handles, "fh", host, execID, s, code)
 		procs = append(procs, proc{"fh", execID, code})
 	}
 
