@@ -119,8 +119,8 @@ type ledger struct {
 	// through this client whose entry is still kept, oldest first.
 	ends    map[string]containerEnd
 	retired []string
-	news  uint64 // news counter (incarnation.order)
-	count int    // incarnations held, for tests and the memory bound
+	news    uint64 // news counter (incarnation.order)
+	count   int    // incarnations held, for tests and the memory bound
 	// kick wakes the stream reader (a barrier is needed); wake wakes the
 	// reconciler (something to check); added wakes the shim watch (a
 	// process to watch).
