@@ -112,7 +112,9 @@ test-v2-newest: deps
 # moby's own source on this library, inside moby's own dependency graph:
 # dockerd builds, every package importing us vets, moby's unit tests pass.
 # v25–v27 build on this module; v28.5.2 and moby v29 (github.com/moby/moby/v2
-# v2.0.0-beta.24) on the containerd v2 flavour in v2/.
+# v2.0.0-beta.24) on the containerd v2 flavour in v2/. (v28.0.0 cannot be
+# built without its vendor/: the Go proxy no longer serves a module version
+# its graph needs.)
 DROPIN_VERSIONS ?= v25.0.8 v26.1.5 v27.5.1 v28.5.2 v2.0.0-beta.24
 test-dropin:
 	DROPIN_VERSIONS="$(DROPIN_VERSIONS)" hack/test-dropin.sh

@@ -146,6 +146,9 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 		return nil, wrapErrorf(err, "failed to create task for container")
 	}
 	c.setTask(taskExists)
+	// Found now, while its process exists (see shimwatch.go): a Start cut
+	// off by a containerd kill leaves the shim the only witness of it.
+	c.client.noteShim(c.id, resp.Pid)
 	t := c.newTask(resp.Pid, rio)
 	// The shim opened the init's stdin at create, so a close the caller
 	// asked for while we were creating can happen now.
@@ -156,8 +159,9 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 }
 
 // deleteOrphan sends the task Delete that clears an orphan shim of this
-// container (answered NotFound either way) and reports whether it got an
-// answer.
+// container (answered NotFound either way), asks a shim containerd lost
+// altogether to shut down (orphan.go), and reports whether containerd
+// answered.
 func (c *container) deleteOrphan(ctx context.Context) bool {
 	_, err := c.client.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: c.id})
 	if err != nil && !errclass.IsNotFound(err) {
@@ -165,6 +169,7 @@ func (c *container) deleteOrphan(ctx context.Context) bool {
 		return false
 	}
 	c.client.orphans.Delete(c.id)
+	c.client.shutdownOrphanShims(c.id)
 	return true
 }
 

@@ -101,6 +101,18 @@ func (l *eventLog) waitExit(t *testing.T, containerID, processID string, d time.
 	return l.exits(containerID, processID)[0].ei
 }
 
+// onlyExit waits for the exit of (container, process), lets c settle, and
+// checks that it was the only one.
+func (l *eventLog) onlyExit(t *testing.T, c *Client, containerID, processID string, d time.Duration) types.EventInfo {
+	t.Helper()
+	ei := l.waitExit(t, containerID, processID, d)
+	settle(t, c)
+	if got := l.exits(containerID, processID); len(got) != 1 {
+		t.Fatalf("%s/%s: %d exits %+v, want exactly one", containerID, processID, len(got), got)
+	}
+	return ei
+}
+
 // settle waits until c has no barrier outstanding, nothing queued and the
 // reconciler idle, so that a test can check nothing more was delivered.
 func settle(t *testing.T, c *Client) {
@@ -212,13 +224,8 @@ func TestReconcileRetriesUntilAnswered(t *testing.T) {
 	srv.Stop()
 	srv.Exit(ns, "c", "", 3, false) // while containerd is down: no event
 	srv.Restart()
-	ei := events.waitExit(t, "c", "c", 20*time.Second)
-	if ei.ExitCode != 3 || ei.Pid != 100 {
+	if ei := events.onlyExit(t, c, "c", "c", 20*time.Second); ei.ExitCode != 3 || ei.Pid != 100 {
 		t.Fatalf("exit %+v, want code 3 of pid 100", ei)
-	}
-	settle(t, c)
-	if n := len(events.exits("c", "c")); n != 1 {
-		t.Fatalf("%d exits, want 1", n)
 	}
 }
 
@@ -281,13 +288,8 @@ func TestRealExitBeatsGuess(t *testing.T) {
 		return nil, false, nil
 	})
 	srv.BreakStreams() // reconnect → reconcile
-	ei := events.waitExit(t, "c", "c", 10*time.Second)
-	settle(t, c)
-	if ei.ExitCode != 137 {
+	if ei := events.onlyExit(t, c, "c", "c", 10*time.Second); ei.ExitCode != 137 {
 		t.Fatalf("exit code %d delivered, want the real 137", ei.ExitCode)
-	}
-	if n := len(events.exits("c", "c")); n != 1 {
-		t.Fatalf("%d exits, want 1", n)
 	}
 }
 
@@ -492,13 +494,8 @@ func TestExecStartCutOffStillReportsExit(t *testing.T) {
 		t.Fatalf("Exec: %v (fault at %q)", err, op.Fired())
 	}
 	srv.DiscardEvents() // lost with the killed containerd
-	ei := events.waitExit(t, "c", "e", 10*time.Second)
-	if ei.ExitCode != 137 || ei.Pid == 0 {
+	if ei := events.onlyExit(t, c, "c", "e", 10*time.Second); ei.ExitCode != 137 || ei.Pid == 0 {
 		t.Fatalf("exit %+v, want 137 (killed by the clean-up)", ei)
-	}
-	settle(t, c)
-	if n := len(events.exits("c", "e")); n != 1 {
-		t.Fatalf("%d exits", n)
 	}
 }
 
@@ -570,10 +567,9 @@ func TestEmptyExitIDIsInit(t *testing.T) {
 	adopt(t, c, srv, "c")
 	srv.Publish(ns, "/tasks/exit", &apievents.TaskExit{ContainerID: "c", Pid: 1100, ExitStatus: 2})
 	srv.Publish(ns, "/tasks/exit", &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 1100, ExitStatus: 2})
-	events.waitExit(t, "c", "c", 5*time.Second)
-	settle(t, c)
-	if n, m := len(events.exits("c", "c")), len(events.exits("c", "")); n != 1 || m != 0 {
-		t.Fatalf("exits under the init's key %d, under \"\" %d", n, m)
+	events.onlyExit(t, c, "c", "c", 5*time.Second)
+	if m := len(events.exits("c", "")); m != 0 {
+		t.Fatalf("%d exits under the key \"\"", m)
 	}
 }
 
@@ -625,5 +621,36 @@ func TestReconcileScale(t *testing.T) {
 	settle(t, c)
 	if got := len(events.all()); got != want {
 		t.Fatalf("%d exits, want %d", got, want)
+	}
+}
+
+// A delete cut off by a containerd kill, retried (NotFound): the restarted
+// containerd cleans up after the shim and publishes the init's exit again,
+// with 137 and a new time. The init's pid tells it for a copy.
+func TestCleanupExitAfterCutOffDeleteIsCopy(t *testing.T) {
+	srv := fakecd.Start(t)
+	srv.AddTask(ns, "c", 1300)
+	c, events := fakeClient(t, srv)
+	tk := adopt(t, c, srv, "c")
+	at := time.Now()
+	srv.Publish(ns, "/tasks/exit", &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 1300, ExitStatus: 21, ExitedAt: protobuf.ToTimestamp(at)})
+	events.waitExit(t, "c", "c", 5*time.Second)
+	srv.Vanish(ns, "c", "") // the first delete took effect, its answer lost
+	if _, err := tk.Delete(context.Background()); err == nil {
+		t.Fatal("retried delete found the task")
+	}
+	later := protobuf.ToTimestamp(at.Add(2 * time.Second))
+	srv.Publish(ns, "/tasks/exit", &apievents.TaskExit{ContainerID: "c", ID: "c", Pid: 1300, ExitStatus: 137, ExitedAt: later})
+	srv.Publish(ns, "/tasks/delete", &apievents.TaskDelete{ContainerID: "c", ID: "c", Pid: 1300, ExitStatus: 137, ExitedAt: later})
+	settle(t, c)
+	// The stream is in order: a sentinel published now comes back after
+	// both events were handled.
+	c.ledger.mu.Lock()
+	c.ledger.waiting[&incarnation{exit: &exitNews{}, after: c.ledger.published}] = procKey{"x", "x"}
+	c.ledger.mu.Unlock()
+	signal(c.ledger.kick)
+	events.waitExit(t, "x", "x", 5*time.Second)
+	if got := events.exits("c", "c"); len(got) != 1 || got[0].ei.ExitCode != 21 {
+		t.Fatalf("exits %+v, want only the real 21", got)
 	}
 }

@@ -42,8 +42,13 @@ import (
 //     Each container keeps the newest exit time among its forgotten
 //     processes; one shim serves the container and publishes its exits in
 //     the order they happen, so an exit of a process the ledger does not
-//     hold that is not newer than that is a copy, and is dropped. The time
-//     goes when the container is deleted through this client.
+//     hold that is not newer than that is a copy, and is dropped. It also
+//     keeps the pid of its last forgotten init: after a delete cut off by a
+//     containerd kill, the restarted containerd can clean up after the shim
+//     and publish the init's exit again (137, a new time), and that is a
+//     copy too. This memory outlives the container's delete through this
+//     client (containerd's clean-up can come just after it) for the last
+//     retiredEnds containers deleted, a fixed bound.
 
 // exitSource says where news of an exit came from; stream news is ordered,
 // the rest waits for a barrier.
@@ -111,23 +116,27 @@ type ledger struct {
 	// back; live says the stream is up and caught up to its first echo.
 	published, echoed uint64
 	live              bool
-	// ends holds, per container, the newest exit time among its forgotten
-	// processes: an exit of an unknown process not newer is a copy.
-	ends  map[string]time.Time
-	news  uint64 // news counter (incarnation.order)
-	count int    // incarnations held, for tests and the memory bound
+	// ends holds, per container, what is known of its forgotten processes
+	// to tell a copy of their exits; retired lists the containers deleted
+	// through this client whose entry is still kept, oldest first.
+	ends    map[string]containerEnd
+	retired []string
+	news    uint64 // news counter (incarnation.order)
+	count   int    // incarnations held, for tests and the memory bound
 	// kick wakes the stream reader (a barrier is needed); wake wakes the
-	// reconciler (something to check).
-	kick, wake chan struct{}
+	// reconciler (something to check); added wakes the shim watch (a
+	// process to watch).
+	kick, wake, added chan struct{}
 }
 
 func newLedger() *ledger {
 	return &ledger{
 		procs:   map[string]map[string][]*incarnation{},
 		waiting: map[*incarnation]procKey{},
-		ends:    map[string]time.Time{},
+		ends:    map[string]containerEnd{},
 		kick:    make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
+		added:   make(chan struct{}, 1),
 	}
 }
 
@@ -208,7 +217,7 @@ func (l *ledger) remove(key procKey, inc *incarnation) {
 		}
 	}
 	if inc.delivered {
-		l.noteEnd(key.containerID, inc.deliveredAt)
+		l.noteEnd(key, inc.pid, inc.deliveredAt)
 	}
 	if len(list) == 0 {
 		delete(m, key.processID)
@@ -227,18 +236,39 @@ func (inc *incarnation) isOlder(at time.Time) bool {
 	return !inc.delivered && !at.IsZero() && !inc.since.IsZero() && !at.After(inc.since)
 }
 
-// noteEnd raises the container's newest forgotten exit time.
-func (l *ledger) noteEnd(containerID string, at time.Time) {
-	if !at.IsZero() && at.After(l.ends[containerID]) {
-		l.ends[containerID] = at
-	}
+// retiredEnds bounds how many deleted containers' ends are kept.
+const retiredEnds = 4096
+
+// containerEnd is what the ledger keeps of a container's forgotten
+// processes: the newest exit time, and the last init's pid.
+type containerEnd struct {
+	at      time.Time
+	initPid uint32
 }
 
-// isCopy reports whether an exit at time at, of a process the ledger does
-// not hold, repeats one already delivered and forgotten.
-func (l *ledger) isCopy(containerID string, at time.Time) bool {
-	end, ok := l.ends[containerID]
-	return ok && !at.IsZero() && !at.After(end)
+// noteEnd records a forgotten process's delivered exit.
+func (l *ledger) noteEnd(key procKey, pid uint32, at time.Time) {
+	end := l.ends[key.containerID]
+	if !at.IsZero() && at.After(end.at) {
+		end.at = at
+	}
+	if key.processID == key.containerID {
+		end.initPid = pid
+	}
+	l.ends[key.containerID] = end
+}
+
+// isCopy reports whether an exit of (key, pid) at time at, of a process
+// the ledger does not hold, repeats one already delivered and forgotten.
+func (l *ledger) isCopy(key procKey, pid uint32, at time.Time) bool {
+	end, ok := l.ends[key.containerID]
+	if !ok {
+		return false
+	}
+	if key.processID == key.containerID && pid != 0 && pid == end.initPid {
+		return true
+	}
+	return !at.IsZero() && !at.After(end.at)
 }
 
 // settle forgets inc if its end is fully known: delivered, and deleted or
@@ -279,8 +309,9 @@ func (l *ledger) started(key procKey, pid, taskPid uint32, confirmed bool) {
 			l.remove(key, old) // superseded: its copies are long gone
 		}
 	}
-	inc := &incarnation{pid: pid, taskPid: taskPid, unconfirmed: !confirmed, check: !confirmed, since: l.ends[key.containerID]}
+	inc := &incarnation{pid: pid, taskPid: taskPid, unconfirmed: !confirmed, check: !confirmed, since: l.ends[key.containerID].at}
 	l.add(key, inc)
+	signal(l.added)
 	if !confirmed {
 		signal(l.wake)
 	}
@@ -322,10 +353,10 @@ func (l *ledger) streamExit(key procKey, pid uint32, at time.Time, fromDelete bo
 	defer l.mu.Unlock()
 	inc := l.find(key, pid, at)
 	if inc == nil {
-		if l.isCopy(key.containerID, at) {
+		if l.isCopy(key, pid, at) {
 			return false
 		}
-		l.noteEnd(key.containerID, at)
+		l.noteEnd(key, pid, at)
 		return true
 	}
 	if inc.isOlder(at) {
@@ -368,7 +399,7 @@ func (l *ledger) report(key procKey, pid uint32, news exitNews, deleted, adopt b
 	defer l.mu.Unlock()
 	inc := l.find(key, pid, news.at)
 	if inc == nil {
-		if !adopt || l.isCopy(key.containerID, news.at) {
+		if !adopt || l.isCopy(key, pid, news.at) {
 			return
 		}
 		inc = &incarnation{pid: pid}
@@ -453,6 +484,9 @@ func (l *ledger) gone(key procKey, pid uint32) {
 		if inc.pid != pid || inc.delivered {
 			continue
 		}
+		if inc.exit != nil {
+			return // news already waits (the shim watch heard it)
+		}
 		if inc.unconfirmed {
 			l.remove(key, inc)
 			return
@@ -530,7 +564,9 @@ func (l *ledger) toCheck() map[string][]checkTarget {
 }
 
 // tracked copies the processes that may still exit unreported, for the
-// shim watch.
+// shim watch: a start whose answer was lost included (containerd 1.7+
+// deletes a task whose process ran and ended while it was down, so its
+// shim is the only witness).
 func (l *ledger) tracked() map[procKey]uint32 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -538,7 +574,7 @@ func (l *ledger) tracked() map[procKey]uint32 {
 	for containerID, m := range l.procs {
 		for processID, list := range m {
 			for _, inc := range list {
-				if !inc.delivered && inc.exit == nil && !inc.unconfirmed {
+				if !inc.delivered && inc.exit == nil {
 					out[procKey{containerID, processID}] = inc.pid
 				}
 			}
@@ -638,12 +674,28 @@ func (l *ledger) echo(seq uint64) []types.EventInfo {
 	return out
 }
 
+// retire queues a deleted container's end for dropping, and drops the
+// oldest beyond the bound (unless its ID is in use again).
+func (l *ledger) retire(containerID string) {
+	if _, ok := l.ends[containerID]; !ok {
+		return
+	}
+	l.retired = append(l.retired, containerID)
+	for len(l.retired) > retiredEnds {
+		old := l.retired[0]
+		l.retired = l.retired[1:]
+		if _, inUse := l.procs[old]; !inUse {
+			delete(l.ends, old)
+		}
+	}
+}
+
 // forgetContainer drops everything of a container deleted through this
 // client: none of its processes can exit any more.
 func (l *ledger) forgetContainer(containerID string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	defer delete(l.ends, containerID)
+	defer l.retire(containerID)
 	for processID, list := range l.procs[containerID] {
 		for _, inc := range append([]*incarnation(nil), list...) {
 			if inc.delivered || inc.exit == nil {

@@ -172,32 +172,46 @@ func findShim(ns string, pid uint32) (shimEndpoint, error) {
 // watchShims starts watching, on its shim, every process whose exit is not
 // known, and returns at once: the new subscription never waits for the
 // watch. What it hears goes to the ledger, which delivers it once containerd
-// serves again (so the daemon's Delete on that exit can act). stop ends the
+// serves again (so the daemon's Delete on that exit can act). A process the
+// ledger learns of during the outage (a Start cut off by the kill reports
+// itself a moment after the stream broke) is watched too. stop ends the
 // watch without waiting; Close waits for its goroutines.
 //
 // Bounded: at most shimDialers dials at once, one connection per shim, one
 // goroutine per shim (not per process).
 func (c *Client) watchShims(ctx context.Context) (stop func()) {
-	tracked := c.ledger.tracked()
 	ctx, cancel := context.WithCancel(ctx)
-	if len(tracked) == 0 {
-		return cancel
-	}
-	byContainer := map[string]map[procKey]uint32{}
-	for key, pid := range tracked {
-		if byContainer[key.containerID] == nil {
-			byContainer[key.containerID] = map[procKey]uint32{}
+	c.watches.Add(1)
+	go func() {
+		defer c.watches.Done()
+		dials := make(chan struct{}, shimDialers)
+		watched := map[procKey]bool{}
+		for {
+			byContainer := map[string]map[procKey]uint32{}
+			for key, pid := range c.ledger.tracked() {
+				if watched[key] {
+					continue
+				}
+				watched[key] = true
+				if byContainer[key.containerID] == nil {
+					byContainer[key.containerID] = map[procKey]uint32{}
+				}
+				byContainer[key.containerID][key] = pid
+			}
+			for containerID, procs := range byContainer {
+				c.watches.Add(1)
+				go func(containerID string, procs map[procKey]uint32) {
+					defer c.watches.Done()
+					c.watchShim(ctx, dials, containerID, procs)
+				}(containerID, procs)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.ledger.added:
+			}
 		}
-		byContainer[key.containerID][key] = pid
-	}
-	dials := make(chan struct{}, shimDialers)
-	for containerID, procs := range byContainer {
-		c.watches.Add(1)
-		go func(containerID string, procs map[procKey]uint32) {
-			defer c.watches.Done()
-			c.watchShim(ctx, dials, containerID, procs)
-		}(containerID, procs)
-	}
+	}()
 	return cancel
 }
 

@@ -82,6 +82,32 @@ func (h *chaosHandles) exec(id, execID string) types.Process {
 	return h.execs[[2]string{id, execID}]
 }
 
+// startExiting starts container id, whose process sleeps for sleep seconds
+// and exits with code; handles gets its handles.
+func (f *fixture) startExiting(handles *chaosHandles, id string, sleep float64, code uint32) {
+	f.t.Helper()
+	ctr := f.newContainer(id, "sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", sleep, code))
+	task, err := ctr.NewTask(f.ctx, "", false, newStdio().attach)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	handles.keep(id, ctr, task)
+	if err := task.Start(f.ctx); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// execExiting runs exec execID in host's task, which sleeps for sleep
+// seconds and exits with code; handles gets its handle.
+func (f *fixture) execExiting(handles *chaosHandles, hostID string, host types.Task, execID string, sleep float64, code uint32) {
+	f.t.Helper()
+	p, err := host.Exec(f.ctx, execID, execSpec("sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", sleep, code)), false, newStdio().attach)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	handles.keepExec(hostID, execID, p)
+}
+
 // chaosCycle starts containers and execs that exit before, during and after
 // a containerd outage, kills containerd with SIGKILL, keeps it down for
 // outage, and restarts it on the same dirs. handles, if not nil, gets every
@@ -96,15 +122,7 @@ func chaosCycle(t *testing.T, f *fixture, cycle int, outage time.Duration, killS
 	for i, s := range sleeps {
 		id := fmt.Sprintf("c%d-%d", cycle, i)
 		code := uint32(10 + i)
-		ctr := f.newContainer(id, "sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", s, code))
-		task, err := ctr.NewTask(f.ctx, "", false, newStdio().attach)
-		if err != nil {
-			t.Fatal(err)
-		}
-		handles.keep(id, ctr, task)
-		if err := task.Start(f.ctx); err != nil {
-			t.Fatal(err)
-		}
+		f.startExiting(handles, id, s, code)
 		procs = append(procs, chaosProc{id, id, []uint32{code}})
 	}
 	// One long-running container: its execs exit around the outage, it
@@ -116,11 +134,7 @@ func chaosCycle(t *testing.T, f *fixture, cycle int, outage time.Duration, killS
 	for i, s := range []float64{0.3, 2.0, 3.5, 7.0} {
 		execID := fmt.Sprintf("x%d", i)
 		code := uint32(40 + i)
-		p, err := host.Exec(f.ctx, execID, execSpec("sh", "-c", fmt.Sprintf("sleep %.1f; exit %d", s, code)), false, newStdio().attach)
-		if err != nil {
-			t.Fatal(err)
-		}
-		handles.keepExec(hostID, execID, p)
+		f.execExiting(handles, hostID, host, execID, s, code)
 		procs = append(procs, chaosProc{hostID, execID, []uint32{code}})
 	}
 	var shimVictim string
