@@ -47,7 +47,10 @@ type Client struct {
 	shims  shimSockets // asked for exits while containerd is down
 	// orphans holds the containers whose task create was cut off with its
 	// outcome unknown: on 1.6 it can leave a shim containerd does not show.
-	orphans       sync.Map
+	orphans sync.Map
+	// unfinished holds the process handles whose delete was cut off
+	// (outcome unknown): the reconciler finishes them.
+	unfinished    sync.Map
 	stream        *eventStream
 	reconcileDone chan struct{}
 	watches       sync.WaitGroup // shim watch goroutines (shimwatch.go)

@@ -222,6 +222,7 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 				l.setLive(true)
 				stopWatch()
 				l.checkAll()
+				signal(l.wake) // deletes the outage cut off, too
 				// News that came while no barrier could be published.
 				signal(l.kick)
 			}

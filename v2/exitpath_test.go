@@ -654,3 +654,36 @@ func TestCleanupExitAfterCutOffDeleteIsCopy(t *testing.T) {
 		t.Fatalf("exits %+v, want only the real 21", got)
 	}
 }
+
+// A delete cut off by containerd going away is finished by the client once
+// containerd is back from that outage (a daemon whose monitor deletes once
+// and only logs the failure would leave the stopped task and its FIFOs),
+// and not before: a caller that retries at once gets the exit status.
+func TestCutOffDeleteFinishedAfterOutage(t *testing.T) {
+	srv := fakecd.Start(t)
+	srv.AddTask(ns, "c", 1400)
+	c, _ := fakeClient(t, srv)
+	tk := adopt(t, c, srv, "c")
+	srv.Exit(ns, "c", "", 0, true)
+	ctx, op := faults.Begin(context.Background(), 1, faults.Before)
+	defer op.Done()
+	if _, err := tk.Delete(ctx); err == nil {
+		t.Fatal("Delete succeeded despite the fault")
+	}
+	settle(t, c)
+	if n := srv.Calls("Delete"); n != 0 {
+		t.Fatalf("%d deletes before any outage", n)
+	}
+	srv.Stop()
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Calls("Delete") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the cut-off delete was never finished")
+		}
+		time.Sleep(10 * time.Millisecond) // counting calls: nothing to await
+	}
+	if _, err := c.getProcess(c.withNamespace(context.Background()), "c", ""); err == nil {
+		t.Fatal("task still there")
+	}
+}

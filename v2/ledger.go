@@ -116,6 +116,7 @@ type ledger struct {
 	// back; live says the stream is up and caught up to its first echo.
 	published, echoed uint64
 	live              bool
+	epoch             uint64 // times the stream went live
 	// ends holds, per container, what is known of its forgotten processes
 	// to tell a copy of their exits; retired lists the containers deleted
 	// through this client whose entry is still kept, oldest first.
@@ -634,7 +635,17 @@ func (l *ledger) nextBarrier() uint64 {
 func (l *ledger) setLive(live bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if live && !l.live {
+		l.epoch++
+	}
 	l.live = live
+}
+
+// liveEpoch counts the times the stream went live.
+func (l *ledger) liveEpoch() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch
 }
 
 // echo takes a barrier that came back through the stream and returns the

@@ -66,7 +66,10 @@ func (p *process) closeStdin() error { return p.ctr.client.closeStdin(p.ctr.id, 
 // Recovery: retry. NotFound then means an earlier call deleted the process
 // and lost the answer; its FIFOs are removed all the same, but its exit
 // status is gone with it (by design: the shim keeps it only until the
-// delete). The EventExit the backend got carries it.
+// delete). The EventExit the backend got carries it. A caller that does not
+// retry loses nothing: after an Unavailable or context error the client
+// deletes again itself once containerd is back from its next outage
+// (releasing the FIFOs), as long as the client is open.
 func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 	ctx = p.ctx(ctx)
 	var (
@@ -85,6 +88,13 @@ func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 	}
 	if err != nil {
 		err = wrapError(err)
+		if errclass.OutcomeUnknown(err) {
+			// containerd went away mid-call (a daemon whose monitor
+			// deletes once and only logs the failure never retries):
+			// the client finishes it once containerd answers again, so
+			// neither the stopped task nor its FIFOs and fds stay.
+			p.ctr.client.finishLater(p)
+		}
 		if !errclass.IsNotFound(err) {
 			return nil, err
 		}

@@ -14,7 +14,7 @@ import (
 )
 
 // The reconciler asks containerd about the processes whose fate the stream
-// may have missed: after every (re)connect each process with no known exit,
+// may have missed, and finishes the deletes containerd's going away cut off: after every (re)connect each process with no known exit,
 // and a start whose answer was lost. It runs apart from the stream reader,
 // so events never wait for it; one Get per process (no reply grows with the
 // host, as a List of every task would: gRPC refuses replies over 16 MiB,
@@ -47,11 +47,12 @@ func (c *Client) runReconciler(ctx context.Context) {
 		}
 		for {
 			work := c.ledger.toCheck()
-			if len(work) == 0 {
+			deletes := c.unfinishedDeletes()
+			if len(work) == 0 && len(deletes) == 0 {
 				delay = firstReconcileRetry
 				break
 			}
-			if c.reconcileRound(ctx, work) {
+			if c.reconcileRound(ctx, work) && c.finishDeletes(ctx, deletes) {
 				delay = firstReconcileRetry
 				continue
 			}
@@ -66,6 +67,49 @@ func (c *Client) runReconciler(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// finishLater records a delete whose outcome is unknown. The reconciler
+// finishes it after containerd's next return from an outage (the stream
+// live again): a caller that retries at once (the documented recovery, and
+// its retry returns the exit status) is not raced; a daemon that deleted
+// once and gave up, because containerd went away, is covered.
+func (c *Client) finishLater(p *process) {
+	c.unfinished.Store(p, c.ledger.liveEpoch())
+}
+
+// unfinishedDeletes returns the cut-off deletes whose outage has ended.
+func (c *Client) unfinishedDeletes() []*process {
+	epoch := c.ledger.liveEpoch()
+	var out []*process
+	c.unfinished.Range(func(k, v any) bool {
+		if v.(uint64) < epoch {
+			out = append(out, k.(*process))
+		}
+		return true
+	})
+	return out
+}
+
+// finishDeletes deletes again each process whose delete was cut off, and
+// reports whether containerd answered every one.
+func (c *Client) finishDeletes(ctx context.Context, procs []*process) bool {
+	done := true
+	for _, p := range procs {
+		c.unfinished.Delete(p)
+		cctx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
+		_, err := p.Delete(cctx) // records itself again if cut off again
+		cancel()
+		switch {
+		case err == nil, errclass.IsNotFound(err):
+		case errclass.OutcomeUnknown(err):
+			done = false
+		default:
+			c.logger.WithError(err).WithFields(log.Fields{"container": p.ctr.id, "process": p.key().processID}).
+				Warn("cannot finish a delete cut off earlier")
+		}
+	}
+	return done
 }
 
 // reconcileRound asks about each container's processes, a bounded number of

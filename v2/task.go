@@ -145,6 +145,16 @@ func (t *task) ForceDelete(ctx context.Context) error {
 		// duplicate if the stream or the delete delivered it).
 		l.report(t.key(), t.Pid(), exitNews{code: w.ExitStatus, at: timeOf(w.ExitedAt), source: fromAnswer}, false, false)
 	}
+	if err != nil && !errclass.IsNotFound(err) && !errclass.OutcomeUnknown(err) {
+		// containerd 2.3's shim can exit on the delete before its answer
+		// is sent ("failed to delete task: ttrpc: closed", Unknown): asked
+		// again, containerd says NotFound, and the task is gone, which is
+		// all ForceDelete promises (the retry's NotFound path releases
+		// what the handle holds).
+		if _, again := t.Delete(ctx); errclass.IsNotFound(again) {
+			return nil
+		}
+	}
 	return err
 }
 
