@@ -177,7 +177,9 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 		select {
 		case err := <-errC:
 			l.setLive(false)
-			if err == nil || status.Code(err) == codes.Canceled && ctx.Err() != nil {
+			// From containerd/v2 v2.4 the stream's errors come typed:
+			// a cancel is then context.Canceled, not the gRPC code.
+			if err == nil || ctx.Err() != nil && (status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled)) {
 				return ctx.Err()
 			}
 			return err
