@@ -45,10 +45,21 @@ func (c *Client) runReconciler(ctx context.Context) {
 		}
 		for {
 			work := c.ledger.toCheck()
-			deletes := c.unfinishedDeletes()
+			deletes, later := c.unfinishedDeletes()
 			if len(work) == 0 && len(deletes) == 0 {
 				delay = firstReconcileRetry
-				break
+				if later == 0 {
+					break
+				}
+				// Deletes to finish once the grace after the outage
+				// has passed.
+				timer.Reset(later)
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+				}
+				continue
 			}
 			if c.reconcileRound(ctx, work) && c.finishDeletes(ctx, deletes) {
 				delay = firstReconcileRetry
@@ -67,26 +78,36 @@ func (c *Client) runReconciler(ctx context.Context) {
 	}
 }
 
+// finishGrace is how long after containerd's return the client waits
+// before finishing a cut-off delete itself: a caller that retries (the
+// documented recovery, whose answer carries the exit status) goes first.
+const finishGrace = 5 * time.Second
+
 // finishLater records a delete whose outcome is unknown. The reconciler
-// finishes it after containerd's next return from an outage (the stream
-// live again): a caller that retries at once (the documented recovery, and
-// its retry returns the exit status) is not raced; a daemon that deleted
-// once and gave up, because containerd went away, is covered.
+// finishes it once containerd is back from its next outage (the stream live
+// again) and finishGrace has passed: a daemon that deleted once and gave
+// up, because containerd went away, is covered.
 func (c *Client) finishLater(p *process) {
 	c.unfinished.Store(p, c.ledger.liveEpoch())
 }
 
-// unfinishedDeletes returns the cut-off deletes whose outage has ended.
-func (c *Client) unfinishedDeletes() []*process {
-	epoch := c.ledger.liveEpoch()
-	var out []*process
+// unfinishedDeletes returns the cut-off deletes to finish now, and how
+// long until the next one is due (0: none waiting).
+func (c *Client) unfinishedDeletes() (due []*process, later time.Duration) {
+	epoch, since := c.ledger.liveSince()
+	wait := finishGrace - time.Since(since)
 	c.unfinished.Range(func(k, v any) bool {
-		if v.(uint64) < epoch {
-			out = append(out, k.(*process))
+		switch {
+		case v.(uint64) >= epoch:
+			// Its outage has not ended yet: the next live wakes us.
+		case wait > 0:
+			later = wait
+		default:
+			due = append(due, k.(*process))
 		}
 		return true
 	})
-	return out
+	return due, later
 }
 
 // finishDeletes deletes again each process whose delete was cut off, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,10 @@ type mobyBackend struct {
 	*recordingBackend
 	t       testing.TB
 	handles *chaosHandles
-	busy    sync.WaitGroup // ProcessEvent calls and exec deletes in flight
+	// busy counts ProcessEvent calls and exec deletes in flight (not a
+	// WaitGroup: events keep arriving while idle waits, and a WaitGroup's
+	// Add from zero must not race its Wait).
+	busy atomic.Int32
 
 	mu     sync.Mutex
 	failed []string // deletes that failed, as moby would log them
@@ -29,7 +33,7 @@ type mobyBackend struct {
 
 func (b *mobyBackend) ProcessEvent(containerID string, et types.EventType, ei types.EventInfo) error {
 	b.busy.Add(1)
-	defer b.busy.Done()
+	defer b.busy.Add(-1)
 	_ = b.recordingBackend.ProcessEvent(containerID, et, ei)
 	if et != types.EventExit {
 		return nil
@@ -49,7 +53,7 @@ func (b *mobyBackend) ProcessEvent(containerID string, et types.EventType, ei ty
 	if p := b.handles.exec(containerID, ei.ProcessID); p != nil {
 		b.busy.Add(1)
 		go func() {
-			defer b.busy.Done()
+			defer b.busy.Add(-1)
 			if _, err := p.Delete(context.Background()); err != nil {
 				b.logFailure("delete process " + containerID + "/" + ei.ProcessID + ": " + err.Error())
 			}
@@ -67,14 +71,14 @@ func (b *mobyBackend) logFailure(s string) {
 
 // idle waits (bounded) until no handler or exec delete is in flight.
 func (b *mobyBackend) idle(timeout time.Duration) bool {
-	done := make(chan struct{})
-	go func() { b.busy.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
+	deadline := time.Now().Add(timeout)
+	for b.busy.Load() != 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // a count to watch: no event to await
 	}
+	return true
 }
 
 // TestChaosWithDeletingBackend is the chaos test with moby's monitor as the

@@ -116,7 +116,8 @@ type ledger struct {
 	// back; live says the stream is up and caught up to its first echo.
 	published, echoed uint64
 	live              bool
-	epoch             uint64 // times the stream went live
+	epoch             uint64    // times the stream went live
+	liveAt            time.Time // when it last did
 	// ends holds, per container, what is known of its forgotten processes
 	// to tell a copy of their exits; retired lists the containers deleted
 	// through this client whose entry is still kept, oldest first.
@@ -637,6 +638,7 @@ func (l *ledger) setLive(live bool) {
 	defer l.mu.Unlock()
 	if live && !l.live {
 		l.epoch++
+		l.liveAt = time.Now()
 	}
 	l.live = live
 }
@@ -646,6 +648,13 @@ func (l *ledger) liveEpoch() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.epoch
+}
+
+// liveSince returns the live count and when the stream last went live.
+func (l *ledger) liveSince() (uint64, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch, l.liveAt
 }
 
 // echo takes a barrier that came back through the stream and returns the

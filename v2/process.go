@@ -29,6 +29,10 @@ type process struct {
 	pid    atomic.Uint32
 	io     cio.IO // nil when the caller did not attach
 	ioOnce sync.Once
+	// deleting serializes Delete: the client may finish a cut-off delete
+	// while the caller retries it, and two deletes of one task at once
+	// get the shim's "ttrpc: closed" as it exits on the first.
+	deleting sync.Mutex
 }
 
 // Pid returns the host process id.
@@ -71,6 +75,8 @@ func (p *process) closeStdin() error { return p.ctr.client.closeStdin(p.ctr.id, 
 // deletes again itself once containerd is back from its next outage
 // (releasing the FIFOs), as long as the client is open.
 func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
+	p.deleting.Lock()
+	defer p.deleting.Unlock()
 	ctx = p.ctx(ctx)
 	var (
 		code, answerPid uint32
