@@ -134,7 +134,17 @@ func (t *task) ForceDelete(ctx context.Context) error {
 	}
 	w, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id})
 	if err != nil && !errclass.IsNotFound(err) {
-		return wrapErrorf(err, "wait for task "+t.ctr.id)
+		err = wrapErrorf(err, "wait for task "+t.ctr.id)
+		// The shim's connection closed under the wait ("ttrpc: closed",
+		// Unknown): someone else deleted the task meanwhile (a daemon
+		// whose monitor deletes on the exit this kill caused). Gone is
+		// all ForceDelete promises.
+		if !errclass.OutcomeUnknown(err) {
+			if _, again := t.Delete(ctx); errclass.IsNotFound(again) {
+				return nil
+			}
+		}
+		return err
 	}
 	if _, err = t.Delete(ctx); err != nil && w != nil {
 		// The delete may have taken effect with its answer lost, and
