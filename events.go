@@ -298,7 +298,7 @@ func (c *Client) handleEnvelope(ev *events.Envelope) {
 	case *apievents.TaskExecStarted:
 		l.started(procKey{e.ContainerID, e.ExecID}, e.Pid, 0, true)
 	case *apievents.TaskExit:
-		if !l.streamExit(procKey{ei.ContainerID, ei.ProcessID}, ei.Pid, ei.ExitedAt, false) {
+		if !l.streamExit(procKey{ei.ContainerID, ei.ProcessID}, ei.Pid, ei.ExitedAt) {
 			c.logger.WithFields(log.Fields{"container": ei.ContainerID, "process": ei.ProcessID, "pid": ei.Pid}).Debug("dropping duplicate exit")
 			return
 		}
@@ -323,7 +323,7 @@ func (c *Client) taskDeleteEvent(e *apievents.TaskDelete) {
 	}
 	key := procKey{e.ContainerID, id}
 	l := c.ledger
-	if e.Pid != 0 && l.tracks(key, e.Pid) && l.streamExit(key, e.Pid, timeOf(e.ExitedAt), true) {
+	if e.Pid != 0 && l.tracks(key, e.Pid) && l.streamExit(key, e.Pid, timeOf(e.ExitedAt)) {
 		c.queueEvent(types.EventExit, types.EventInfo{ContainerID: e.ContainerID, ProcessID: id, Pid: e.Pid, ExitCode: e.ExitStatus, ExitedAt: timeOf(e.ExitedAt)})
 	}
 	l.deleted(key, e.Pid)

@@ -341,12 +341,12 @@ func TestLedgerMemoryReturnsToBaseline(t *testing.T) {
 		l.started(init, pid, pid, true)
 		l.started(exec, pid+1<<30, pid, true)
 		// Another client's exec: its exit arrives, its delete never.
-		l.streamExit(other, pid+2<<30, at, false)
+		l.streamExit(other, pid+2<<30, at)
 		switch i % 4 {
 		case 0: // exits on the stream, deleted through us
-			l.streamExit(exec, pid+1<<30, at, false)
+			l.streamExit(exec, pid+1<<30, at)
 			l.report(exec, pid+1<<30, exitNews{code: 1, at: at, source: fromAnswer}, true, false)
-			l.streamExit(init, pid, at, false)
+			l.streamExit(init, pid, at)
 			l.report(init, pid, exitNews{code: 0, at: at, source: fromAnswer}, true, false)
 		case 1: // the TaskExit lost (2.x): answers and TaskDelete carry it
 			l.report(exec, pid+1<<30, exitNews{code: 1, at: at, source: fromAnswer}, true, false)
@@ -355,8 +355,8 @@ func TestLedgerMemoryReturnsToBaseline(t *testing.T) {
 			l.echo(l.nextBarrier())
 			l.forgetContainer(id)
 		case 2: // a delete that failed during an outage; the task goes later
-			l.streamExit(exec, pid+1<<30, at, false)
-			l.streamExit(init, pid, at, false)
+			l.streamExit(exec, pid+1<<30, at)
+			l.streamExit(init, pid, at)
 			l.deleted(init, pid)
 			l.taskGone(id, pid)
 		case 3: // the shim died: reconcile finds it gone

@@ -101,7 +101,6 @@ type incarnation struct {
 	order       uint64    // when its news arrived, to release in that order
 	delivered   bool
 	deliveredAt time.Time // the delivered exit's time, to tell a re-send from a new process
-	streamExit  bool      // the stream showed its TaskExit: no shim re-send can follow
 	deleted     bool      // its delete was answered or seen
 	taskGone    bool
 }
@@ -347,10 +346,7 @@ func (l *ledger) tracks(key procKey, pid uint32) bool {
 // to be delivered now. A process this client never saw running still gets
 // it (as moby does) unless it is a copy of one delivered before; it is not
 // held, only its time noted.
-//
-// fromDelete says the exit came in a TaskDelete: it does not count as the
-// stream's TaskExit, which may still follow.
-func (l *ledger) streamExit(key procKey, pid uint32, at time.Time, fromDelete bool) bool {
+func (l *ledger) streamExit(key procKey, pid uint32, at time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	inc := l.find(key, pid, at)
@@ -363,9 +359,6 @@ func (l *ledger) streamExit(key procKey, pid uint32, at time.Time, fromDelete bo
 	}
 	if inc.isOlder(at) {
 		return false
-	}
-	if !fromDelete {
-		inc.streamExit = true
 	}
 	if inc.delivered {
 		l.settle(key, inc)
@@ -454,10 +447,6 @@ func (l *ledger) deleted(key procKey, pid uint32) {
 func (l *ledger) taskGone(containerID string, initPid uint32) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.taskGoneLocked(containerID, initPid)
-}
-
-func (l *ledger) taskGoneLocked(containerID string, initPid uint32) {
 	for processID, list := range l.procs[containerID] {
 		key := procKey{containerID, processID}
 		for _, inc := range append([]*incarnation(nil), list...) {
@@ -544,8 +533,8 @@ func (l *ledger) checkAll() {
 
 // checkTarget is one process the reconciler asks about.
 type checkTarget struct {
-	key          procKey
-	pid, taskPid uint32
+	key procKey
+	pid uint32
 }
 
 // toCheck lists, by container, the processes the reconciler is to ask about.
@@ -557,7 +546,7 @@ func (l *ledger) toCheck() map[string][]checkTarget {
 		for processID, list := range m {
 			for _, inc := range list {
 				if inc.check && !inc.delivered && inc.exit == nil {
-					out[containerID] = append(out[containerID], checkTarget{procKey{containerID, processID}, inc.pid, inc.taskPid})
+					out[containerID] = append(out[containerID], checkTarget{procKey{containerID, processID}, inc.pid})
 				}
 			}
 		}
