@@ -12,12 +12,37 @@
 // unimplemented and Metrics answers nothing; Kill with any non-zero signal
 // stops a process (128+signal), with All also its task's execs, while an
 // init's exit alone leaves its execs running; a vanished process's pending
-// Wait answers NotFound.
+// Wait answers NotFound; an exec's delete publishes TaskDelete unless
+// WithRuncShimEvents (the runc shim publishes none); a task's Delete answers
+// at once unless SetDeleteLag.
 //
 // Method names used by SetHook and Calls are the short names for the tasks
 // and events services ("Get", "Delete", "Subscribe", "Publish"), and
 // "Service.Method" for the others ("Containers.Get", "Leases.Create",
 // "Namespaces.Get", "Version.Version", "Health.Check").
+//
+// Knobs for what a real daemon does to a client, each modelled on containerd
+// and its runc shim rather than on what is convenient:
+//
+//   - Outages and lost events: Stop and Restart (containerd down and back),
+//     BreakStreams (a stream lost in transit), HoldEvents, ReleaseEvents and
+//     DiscardEvents (events in containerd's pipeline), PauseSubscriptions,
+//     ResumeSubscriptions and StreamGap (the gap between a client's stream
+//     breaking and its new subscription, in which containerd publishes to
+//     nobody).
+//   - Pids and clocks: SetNextPid (the pid the next create or exec start
+//     hands out: pid reuse, or a task pointed at a real process), ExitAt (an
+//     exit stamped with a given time: the shim's wall clock stepped).
+//   - Answer timing: SetDeleteLag (a task leaves Get and List, and its
+//     TaskDelete is published, before its Delete answer comes), SetHook.
+//   - Events as the runc shim publishes them: WithRuncShimEvents (no
+//     TaskDelete for an exec's delete).
+//   - Another client: CreateTask, StartProcess, ExecProcess and
+//     DeleteProcess do what that client's RPC would, without an RPC; with
+//     Exit, ExitAt, AddTask, AddExec and Vanish they make lifecycles a client
+//     only hears of on the stream.
+//   - Looking at containerd's state without an RPC: Process, Gone, Calls,
+//     Subscribers.
 package fakecd
 
 import (
@@ -101,6 +126,13 @@ type Server struct {
 	active int
 	held   bool
 	heldQ  []*eventsapi.Envelope
+	// runcEvents: publish as containerd's runc shim (WithRuncShimEvents).
+	runcEvents bool
+	// deleteLag delays a task Delete's answer (SetDeleteLag).
+	deleteLag time.Duration
+	// subscribeGate, while non-nil, holds new subscriptions back
+	// (PauseSubscriptions); closed to let them register.
+	subscribeGate chan struct{}
 }
 
 // Start listens on a unix socket in a temporary directory and serves until
