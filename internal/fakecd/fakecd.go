@@ -24,7 +24,8 @@
 // Knobs for what a real daemon does to a client, each modelled on containerd
 // and its runc shim rather than on what is convenient:
 //
-//   - Outages and lost events: Stop and Restart (containerd down and back),
+//   - Outages and lost events: Stop, Kill and Restart (containerd down, as
+//     on a clean shutdown or a SIGKILL, and back),
 //     BreakStreams (a stream lost in transit), HoldEvents, ReleaseEvents and
 //     DiscardEvents (events in containerd's pipeline), PauseSubscriptions,
 //     ResumeSubscriptions and StreamGap (the gap between a client's stream
@@ -113,6 +114,7 @@ type Server struct {
 	gs   *grpc.Server
 	// serveDone is closed when the current Serve returns.
 	serveDone chan struct{}
+	lis       *net.UnixListener // the current Serve's
 	nextPid   uint32
 	tasks     map[string]map[string]*task // namespace → container ID
 	ctrs      map[string]map[string]*containersapi.Container
@@ -221,7 +223,7 @@ func (s *Server) serve() error {
 		_ = gs.Serve(lis)
 	}()
 	s.mu.Lock()
-	s.gs, s.serveDone = gs, done
+	s.gs, s.serveDone, s.lis = gs, done, lis.(*net.UnixListener)
 	s.mu.Unlock()
 	return nil
 }
@@ -229,17 +231,28 @@ func (s *Server) serve() error {
 // Stop closes the listener and every connection, as a containerd that went
 // down: open RPCs fail on the client side and Subscribe streams end. It
 // returns once every subscription handler has ended. Stopping a stopped
-// server does nothing.
-func (s *Server) Stop() {
+// server does nothing. The socket file goes with the listener, as on a
+// clean shutdown: containerd's dialer retries a missing socket until its
+// connect timeout, so calls made meanwhile may wait for Restart (see Kill).
+func (s *Server) Stop() { s.stop(true) }
+
+// Kill is Stop as a SIGKILLed containerd goes down: its socket file stays
+// behind, so a connection is refused at once (ECONNREFUSED) and a call made
+// while it is down fails at once with Unavailable, as on a real daemon
+// killed mid-flight.
+func (s *Server) Kill() { s.stop(false) }
+
+func (s *Server) stop(unlink bool) {
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
-	gs, done := s.gs, s.serveDone
-	s.gs, s.serveDone = nil, nil
+	gs, done, lis := s.gs, s.serveDone, s.lis
+	s.gs, s.serveDone, s.lis = nil, nil, nil
 	s.mu.Unlock()
 	if gs == nil {
 		return
 	}
+	lis.SetUnlinkOnClose(unlink)
 	gs.Stop()
 	<-done
 	s.mu.Lock()

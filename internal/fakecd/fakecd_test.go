@@ -3,6 +3,7 @@ package fakecd
 import (
 	"context"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -663,9 +664,8 @@ func TestDeleteLag(t *testing.T) {
 		answer <- d
 	}()
 	<-gone
-	if _, err := ts.Get(ctx, &tasksapi.GetRequest{ContainerID: "a"}); status.Code(err) != codes.NotFound {
-		t.Fatalf("get during the lag: %v", err)
-	}
+	_, err := ts.Get(ctx, &tasksapi.GetRequest{ContainerID: "a"})
+	wantCode(t, err, codes.NotFound) // during the lag
 	if topic, v := ev.next(t); topic != "/tasks/delete" || v.(*eventtypes.TaskDelete).ExitStatus != 9 {
 		t.Fatalf("got %s %v", topic, v)
 	}
@@ -683,7 +683,7 @@ func TestDeleteLag(t *testing.T) {
 	s.Exit(DefaultNamespace, "b", "", 0, false)
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	_, err := ts.Delete(short, &tasksapi.DeleteTaskRequest{ContainerID: "b"})
+	_, err = ts.Delete(short, &tasksapi.DeleteTaskRequest{ContainerID: "b"})
 	wantCode(t, err, codes.DeadlineExceeded)
 	if _, ok := s.Process(DefaultNamespace, "b", ""); ok {
 		t.Fatal("task still there after a delete whose answer was lost")
@@ -806,9 +806,7 @@ func TestStreamGap(t *testing.T) {
 	s.AddTask(DefaultNamespace, "a", 42)
 	var during stream
 	s.StreamGap(func() {
-		if err := ev.ended(t); status.Code(err) != codes.Unavailable {
-			t.Errorf("stream ended with %v", err)
-		}
+		wantCode(t, ev.ended(t), codes.Unavailable)
 		s.Exit(DefaultNamespace, "a", "", 3, true) // lost: nobody subscribed
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
@@ -879,4 +877,35 @@ func TestProcessAndGone(t *testing.T) {
 	again := s.Gone(ns, "a", "")
 	s.Vanish(ns, "a", "")
 	<-again
+}
+
+// TestKill leaves the socket file behind, as a SIGKILLed containerd does:
+// calls fail at once with Unavailable (connection refused) rather than wait
+// for the socket to come back, and Restart serves on it again.
+func TestKill(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	s.AddTask(DefaultNamespace, "a", 5)
+	s.Kill()
+	if _, err := os.Stat(s.Address()); err != nil {
+		t.Fatalf("socket after Kill: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		began := time.Now()
+		_, err := c.TaskService().Get(nsCtx(), &tasksapi.GetRequest{ContainerID: "a"})
+		wantCode(t, err, codes.Unavailable)
+		if d := time.Since(began); d > 500*time.Millisecond {
+			t.Fatalf("a call while killed took %s", d)
+		}
+	}
+	s.Restart()
+	ctx, cancel := context.WithTimeout(nsCtx(), 10*time.Second)
+	defer cancel()
+	if _, err := c.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: "a"}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("get after restart: %v", err)
+	}
+	s.Stop()
+	if _, err := os.Stat(s.Address()); !os.IsNotExist(err) {
+		t.Fatalf("socket after Stop: %v", err)
+	}
 }
