@@ -8,24 +8,38 @@ package libcontainerd_test
 // on any ledger that keeps SPEC §5's promises.
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containerd/containerd"
 	apievents "github.com/containerd/containerd/api/events"
+	shimapi "github.com/containerd/containerd/api/runtime/task/v3"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	libcontainerd "github.com/lcdkit/libcontainerd"
 	"github.com/lcdkit/libcontainerd/internal/dial"
@@ -609,4 +623,345 @@ func lifecycle(t *testing.T, srv *fakecd.Server, c types.Client, rec *recorder, 
 		t.Fatal(err)
 	}
 	return ctr
+}
+
+// lure is a ttrpc server posing as a shim: it answers the shim task API's
+// State and Wait with a forged exit (code 0) of pid, and counts the
+// connections made to it.
+type lure struct {
+	socket   string
+	pid      atomic.Uint32
+	accepts  atomic.Int32
+	accepted chan struct{} // closed at the first connection
+	once     sync.Once
+}
+
+func startLure(t *testing.T, socket string) *lure {
+	t.Helper()
+	lu := &lure{socket: socket, accepted: make(chan struct{})}
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := map[string]ttrpc.Method{
+		"State": func(_ context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			var req shimapi.StateRequest
+			if err := unmarshal(&req); err != nil {
+				return nil, err
+			}
+			return &shimapi.StateResponse{ID: req.ID, Pid: lu.pid.Load(), Status: tasktypes.Status_STOPPED, ExitedAt: protobuf.ToTimestamp(time.Now())}, nil
+		},
+		"Wait": func(_ context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			return &shimapi.WaitResponse{ExitedAt: protobuf.ToTimestamp(time.Now())}, nil
+		},
+		"Shutdown": func(_ context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+			return &emptypb.Empty{}, nil
+		},
+	}
+	server.RegisterService("containerd.task.v2.Task", &ttrpc.ServiceDesc{Methods: forged})
+	server.RegisterService("containerd.task.v3.Task", &ttrpc.ServiceDesc{Methods: forged})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = server.Serve(context.Background(), &countingListener{Listener: l, lure: lu})
+	}()
+	t.Cleanup(func() {
+		_ = server.Close()
+		<-done
+	})
+	return lu
+}
+
+type countingListener struct {
+	net.Listener
+	lure *lure
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err == nil {
+		l.lure.accepts.Add(1)
+		l.lure.once.Do(func() { close(l.lure.accepted) })
+	}
+	return conn, err
+}
+
+// startShimLookalike runs `sh -c 'sleep 600 & echo $!; wait'` with argv
+// that reads like a shim's (containerd-shim -namespace <ns> -id <id> ...
+// extra), in dir, with cred (nil: as the test), and returns the pid of its
+// child, the sleep. Both die with the test.
+func startShimLookalike(t *testing.T, dir string, cred *syscall.Credential, id string, extra ...string) uint32 {
+	t.Helper()
+	args := append([]string{"-c", "sleep 600 & echo $!; wait", "containerd-shim", "-namespace", testNS, "-id", id}, extra...)
+	cmd := exec.Command("/bin/sh", args...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("shim lookalike: %v", err)
+	}
+	child, err := strconv.ParseUint(strings.TrimSpace(line), 10, 32)
+	if err != nil {
+		t.Fatalf("shim lookalike printed %q", line)
+	}
+	return uint32(child)
+}
+
+// G. While containerd is down the client asks tracked processes' shims for
+// their exits. A process any local user runs can look like a shim to /proc
+// (argv with containerd-shim and -namespace, an address file in its cwd):
+// here one runs as nobody and is the parent of the process the task's pid
+// names. It must never be dialed, and no exit may be forged for the live
+// init.
+//
+// Fails on b0e4646 (8 of 8 runs, 3 with -race): findShim accepts the
+// lookalike from its argv alone, the shim watch dials the test's socket
+// during the outage (1 connection), and the forged "stopped, code 0" is
+// delivered as the init's exit once containerd is back, while the task still
+// runs.
+func TestShimWatchIgnoresUnprivilegedShim(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs a shim lookalike as user nobody (uid 65534)")
+	}
+	srv := fakecd.Start(t, fakecd.WithRuncShimEvents())
+	c, rec := newClient(t, srv)
+	lu := startLure(t, filepath.Join(t.TempDir(), "lure.sock"))
+
+	// The lookalike's cwd: usable by nobody, with an address file as a
+	// 1.x shim's bundle has.
+	dir, err := os.MkdirTemp("", "shim-lookalike")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "address"), []byte("unix://"+lu.socket), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid := startShimLookalike(t, dir, &syscall.Credential{Uid: 65534, Gid: 65534}, "c",
+		"-address", "/run/containerd/containerd.sock")
+	lu.pid.Store(pid)
+
+	srv.SetNextPid(pid)
+	ctr := newContainer(t, c, "c")
+	tk := startTask(t, ctr)
+	if tk.Pid() != pid {
+		t.Fatalf("task pid %d, want the lookalike's child %d", tk.Pid(), pid)
+	}
+	srv.Stop()
+	// The outage lasts until the lure is dialed, or half a second.
+	select {
+	case <-lu.accepted:
+	case <-time.After(500 * time.Millisecond):
+	}
+	srv.Restart()
+	resubscribed(t, srv, c)
+	if n := lu.accepts.Load(); n != 0 {
+		t.Errorf("a shim lookalike run by uid 65534 was dialed %d times", n)
+	}
+	if exits := rec.exits("c", ""); len(exits) != 0 {
+		t.Errorf("exits %+v forged for a task that still runs", exits)
+	}
+	if st, ok := srv.Process(testNS, "c", ""); !ok || st.Status != tasktypes.Status_RUNNING {
+		t.Fatalf("task state %+v %v, want running", st, ok)
+	}
+}
+
+// H. containerd refuses a task create with AlreadyExists while Get does
+// not find the task: on containerd 1.7 that is another client's create of
+// the same ID still under way. Only a create of this client whose outcome
+// was unknown may lead to the orphan clean-up: here none was, so no
+// Tasks.Delete is sent and no shim is asked to shut down.
+//
+// Fails on b0e4646 (8 of 8 runs, 3 with -race): NewTask takes any such
+// refusal for an orphan of its own, sends Tasks.Delete for the container (1
+// call) and, as root, dials the shim socket of that ID and asks it to shut
+// down (1 connection).
+func TestNewTaskRefusedLeavesForeignCreate(t *testing.T) {
+	srv := fakecd.Start(t, fakecd.WithRuncShimEvents())
+	c, _ := newClient(t, srv)
+	ctr := newContainer(t, c, "c")
+
+	// The other client's shim, as root, where containerd's shims serve.
+	var shim *lure
+	if os.Geteuid() == 0 {
+		socketDir := "/run/containerd/s"
+		if err := os.MkdirAll(socketDir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(filepath.Join(srv.Address(), testNS, "c")))
+		socket := filepath.Join(socketDir, fmt.Sprintf("%x", sum))
+		t.Cleanup(func() { os.Remove(socket) })
+		shim = startLure(t, socket)
+		startShimLookalike(t, "/", nil, "c", "-address", srv.Address())
+	} else {
+		t.Log("not root: only the Tasks.Delete half is checked")
+	}
+
+	srv.SetHook("Create", func(context.Context, proto.Message) (proto.Message, bool, error) {
+		return nil, true, status.Error(codes.AlreadyExists, "task c: already exists")
+	})
+	if _, err := ctr.NewTask(context.Background(), "", false, discardIO); err == nil {
+		t.Fatal("NewTask succeeded while another client's create was under way")
+	}
+	if n := srv.Calls("Delete"); n != 0 {
+		t.Errorf("%d Tasks.Delete sent for a create this client never cut off", n)
+	}
+	if shim != nil {
+		if n := shim.accepts.Load(); n != 0 {
+			t.Errorf("another client's shim was dialed %d times", n)
+		}
+	}
+}
+
+// I. An exec's start takes effect but containerd is killed before it
+// answers, and stays down for a second; the exec ends on its own meanwhile
+// (its TaskExit reaches nobody). After the documented recovery (retry Exec
+// with the same ID; a new ID on Conflict) each process that ran gets
+// exactly one exit, with its real code.
+//
+// Fails on b0e4646 (8 of 8 runs, 3 with -race): the clean-up of the failed
+// exec gives up after 3 tries 0.3 s apart while containerd is down; the
+// ledger never held the exec, so its exit (3) is never delivered; the retry
+// gets Conflict and the new ID's exec gets its exit.
+func TestExecStartCutOffByOutageKeepsExit(t *testing.T) {
+	ctx := context.Background()
+	srv := fakecd.Start(t, fakecd.WithRuncShimEvents())
+	c, rec := newClient(t, srv)
+	ctr := newContainer(t, c, "c")
+	tk := startTask(t, ctr)
+
+	ran := make(chan uint32, 1)
+	var cut sync.Once
+	srv.SetHook("Start", func(_ context.Context, req proto.Message) (proto.Message, bool, error) {
+		r := req.(*tasksapi.StartRequest)
+		var err error
+		handled := false
+		cut.Do(func() {
+			handled = true
+			// containerd is killed mid-call: the shim starts the exec,
+			// its answer and its TaskExecStarted are lost.
+			srv.Kill()
+			var pid uint32
+			pid, err = srv.StartProcess(testNS, r.ContainerID, r.ExecID)
+			ran <- pid
+		})
+		if !handled {
+			return nil, false, nil
+		}
+		if err == nil {
+			err = status.Error(codes.Unavailable, "transport is closing")
+		}
+		return nil, true, err
+	})
+	type result struct {
+		p   types.Process
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		p, err := tk.Exec(ctx, "e", execSpec, false, discardIO)
+		first <- result{p, err}
+	}()
+	var pid1 uint32
+	select {
+	case pid1 = <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the exec was never started")
+	}
+	if pid1 == 0 {
+		t.Fatal("the exec's start failed in the fake")
+	}
+	outage := time.NewTimer(time.Second)
+	<-outage.C
+	srv.Exit(testNS, "c", "e", 3, false)
+	srv.Restart()
+	var res result
+	select {
+	case res = <-first:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Exec did not return after containerd came back")
+	}
+	resubscribed(t, srv, c)
+
+	// The documented recovery.
+	var retried types.Process
+	if res.err != nil {
+		var err error
+		retried, err = tk.Exec(ctx, "e", execSpec, false, discardIO)
+		if errclass.IsConflict(err) {
+			retried, err = tk.Exec(ctx, "e-retry", execSpec, false, discardIO)
+		}
+		if err != nil {
+			t.Fatalf("Exec retried after %v: %v", res.err, err)
+		}
+	} else if res.p.Pid() != pid1 {
+		t.Fatalf("Exec succeeded with pid %d, but the exec that ran has %d", res.p.Pid(), pid1)
+	}
+	var pid2 uint32
+	if retried != nil {
+		pid2 = retried.Pid()
+		id := "e"
+		if _, ok := srv.Process(testNS, "c", "e-retry"); ok {
+			id = "e-retry"
+		}
+		srv.Exit(testNS, "c", id, 4, true)
+		if !rec.await(10*time.Second, func() bool { return countPid(rec.exits("c", id), pid2) > 0 }) {
+			t.Errorf("the retried exec (pid %d) got no exit", pid2)
+		}
+		if _, err := retried.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	libcontainerd.Settle(t, c)
+
+	var execExits []types.EventInfo
+	for _, ei := range rec.exits("c", "") {
+		if ei.ProcessID != "c" {
+			execExits = append(execExits, ei)
+		}
+	}
+	if n := countPid(execExits, pid1); n != 1 {
+		t.Errorf("the exec that ran (pid %d, code 3) got %d exits: %+v", pid1, n, execExits)
+	}
+	for _, ei := range execExits {
+		switch {
+		case ei.Pid == pid1 && ei.ExitCode != 3:
+			t.Errorf("the exec that ran got code %d, want its real 3", ei.ExitCode)
+		case pid2 != 0 && ei.Pid == pid2 && ei.ExitCode != 4:
+			t.Errorf("the retried exec got code %d, want 4", ei.ExitCode)
+		case ei.Pid != pid1 && (pid2 == 0 || ei.Pid != pid2):
+			t.Errorf("an exit of a process that never ran: %+v", ei)
+		}
+	}
+	if pid2 != 0 && countPid(execExits, pid2) != 1 {
+		t.Errorf("the retried exec (pid %d) got %d exits: %+v", pid2, countPid(execExits, pid2), execExits)
+	}
+}
+
+func countPid(exits []types.EventInfo, pid uint32) int {
+	n := 0
+	for _, ei := range exits {
+		if ei.Pid == pid {
+			n++
+		}
+	}
+	return n
 }
