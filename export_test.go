@@ -73,7 +73,7 @@ func Settle(t testing.TB, tc types.Client) {
 func (c *Client) settleBarrier(t testing.TB, deadline time.Time) {
 	t.Helper()
 	for time.Now().Before(deadline) {
-		seq := c.ledger.nextBarrier()
+		seq := c.exits.nextBarrier()
 		ctx, cancel := context.WithTimeout(c.withNamespace(context.Background()), time.Second)
 		err := c.client.EventService().Publish(ctx, c.stream.sentinel, wrapperspb.UInt64(seq))
 		cancel()
@@ -82,9 +82,9 @@ func (c *Client) settleBarrier(t testing.TB, deadline time.Time) {
 			// is lost: publish another after a while.
 			again := time.Now().Add(time.Second)
 			for time.Now().Before(again) {
-				c.ledger.mu.Lock()
-				echoed := c.ledger.echoed >= seq
-				c.ledger.mu.Unlock()
+				c.exits.mu.Lock()
+				echoed := c.exits.echoed >= seq
+				c.exits.mu.Unlock()
 				if echoed {
 					return
 				}
@@ -100,32 +100,14 @@ func (c *Client) settleBarrier(t testing.TB, deadline time.Time) {
 
 // settleBusy says what the client still has in flight ("" when nothing).
 func (c *Client) settleBusy() string {
-	l := c.ledger
-	l.mu.Lock()
-	waiting := len(l.waiting)
-	checks := 0
-	for _, m := range l.procs {
-		for _, list := range m {
-			for _, inc := range list {
-				if inc.check {
-					checks++
-				}
-			}
-		}
+	x := c.exits
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	why := x.l.Pending()
+	if n := len(x.finishes); n > 0 {
+		why += fmt.Sprintf("; %d deferred deletes waiting for their grace", n)
 	}
-	epoch := l.epoch
-	l.mu.Unlock()
-	deferred := 0
-	c.unfinished.Range(func(_, v any) bool {
-		if v.(uint64) < epoch {
-			deferred++ // due, or due once the grace after the outage passed
-		}
-		return true
-	})
-	if waiting+checks+deferred == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%d exits waiting for a barrier, %d processes to reconcile, %d deferred deletes due", waiting, checks, deferred)
+	return why
 }
 
 // WaitLive waits until the client's event stream is live: the subscription
@@ -142,13 +124,7 @@ func WaitLive(t testing.TB, tc types.Client) {
 
 func waitLiveUntil(t testing.TB, c *Client, deadline time.Time) {
 	t.Helper()
-	for {
-		c.ledger.mu.Lock()
-		live := c.ledger.live
-		c.ledger.mu.Unlock()
-		if live {
-			return
-		}
+	for !c.exits.live() {
 		if time.Now().After(deadline) {
 			t.Fatal("the client's event stream never went live")
 		}
@@ -158,15 +134,11 @@ func waitLiveUntil(t testing.TB, c *Client, deadline time.Time) {
 
 // LedgerSize counts everything the client's exit ledger holds: an entry per
 // process it tracks and anything it keeps about processes or containers it
-// no longer tracks (on b0e4646: incarnations, plus the per-container ends
-// and the retired list). With every process of every container deleted and
-// its exit delivered, and the client settled, it is back to what it was
-// before those containers existed (0 for a new client): memory is the
-// processes alive or awaiting delivery or delete, nothing per container
-// that once existed.
+// no longer tracks. With every process of every container deleted and its
+// exit delivered, and the client settled, it is back to what it was before
+// those containers existed (0 for a new client): memory is the processes
+// alive or awaiting delivery or delete, nothing per container that once
+// existed.
 func LedgerSize(tc types.Client) int {
-	l := tc.(*Client).ledger
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.count + len(l.ends) + len(l.retired)
+	return tc.(*Client).exits.size()
 }

@@ -1,0 +1,750 @@
+// Package ledger decides which process exits a libcontainerd client delivers
+// to its backend. It is a pure state machine: no goroutines, no I/O, no
+// clock. The client feeds it what each source says (values in) and carries
+// out what it asks for (values out); etcd's raft package is the model.
+//
+// # Sources
+//
+// Six sources learn that a process ended, and they race: the event stream
+// (TaskExit, TaskDelete), the answers to this client's own calls (Delete,
+// DeleteProcess, Wait, Start, Status), the shim watch while containerd is
+// down, and containerd's Get asked by the reconciler. Each reports to the
+// ledger; only the ledger decides.
+//
+// # Identity, not inference
+//
+// An incarnation (ID) is one process's life under a key (container, process)
+// from its create or first sighting to its forgetting. News is matched to an
+// incarnation by what the client's own handle holds (its ID), or by key and
+// pid among the incarnations containerd still has; a pid names a process only
+// while containerd keeps it. News the ledger cannot place (an exit or a start
+// of a process it does not hold) is checked with containerd (Get: is this
+// container's process with this pid the one that stopped, with this code?)
+// before it counts; otherwise it is dropped. No rule compares wall-clock
+// times, and nothing of a process is remembered past its delete.
+//
+// # Rules
+//
+//   - An exit is delivered once per incarnation that ran, and only for one
+//     that ran: a created process that never started gets none.
+//   - An exit the stream carries, of an incarnation known to have run, is
+//     delivered at once, in stream order. Any other news waits for a
+//     barrier: a sentinel the client publishes after the news, whose echo
+//     proves every event containerd had published before was delivered
+//     first. While the stream is down nothing is released.
+//   - The first real exit code reported stands; a guess (255, the process
+//     confirmed gone with its code unknown) only fills in where nothing real
+//     came, and never while a delete, kill-wait or start of this client's
+//     for that process is in flight (its answer may carry the code).
+//   - An incarnation is forgotten once containerd no longer has it (deleted,
+//     its task gone, or confirmed gone) and its exit is delivered or it never
+//     ran, with none of this client's calls on it in flight. So memory is
+//     the processes alive, awaiting delivery, or awaiting their delete.
+//   - A delete whose outcome was unknown is finished later for the
+//     incarnation it was for, and only if containerd still shows that
+//     process; any later answer, delete event or NotFound cancels it.
+//
+// # Driving it
+//
+// The client holds one Ledger under a mutex, calls an input method for each
+// piece of news, then Ready for what to do. Deliveries only ever result from
+// inputs of the stream reader (StreamExit, StreamDelete, Echo), so the
+// reader queues them in the order the ledger decided.
+package ledger
+
+import (
+	"sort"
+	"time"
+)
+
+// Key names a process: the init process has Process == Container.
+type Key struct{ Container, Process string }
+
+// InitKey is the key of container id's init process.
+func InitKey(id string) Key { return Key{id, id} }
+
+// IsInit reports whether k names an init process.
+func (k Key) IsInit() bool { return k.Process == k.Container }
+
+// ID names one incarnation; 0 is none.
+type ID uint64
+
+// Ref is what a handle knows of its process: the incarnation the ledger gave
+// it (0 if none: a handle loaded from containerd), its key and its pid.
+type Ref struct {
+	ID  ID
+	Key Key
+	Pid uint32
+}
+
+// Source says where an exit came from.
+type Source uint8
+
+// The sources of exit news, in no order of precedence (a real code beats a
+// guess; otherwise the first report stands).
+const (
+	FromStream    Source = iota // TaskExit or TaskDelete on the event stream
+	FromAnswer                  // the answer to one of this client's calls
+	FromShim                    // the shim itself, while containerd was down
+	FromReconcile               // containerd's Get
+	FromGuess                   // confirmed gone, code unknown: 255
+)
+
+func (s Source) String() string {
+	switch s {
+	case FromStream:
+		return "event stream"
+	case FromAnswer:
+		return "answer"
+	case FromShim:
+		return "shim"
+	case FromReconcile:
+		return "reconcile"
+	}
+	return "guess"
+}
+
+// GuessCode is the exit code of a process confirmed gone whose code nobody
+// knows, as moby reports exits it cannot know.
+const GuessCode = 255
+
+// Exit is an exit to deliver. A guess has a zero At: the client stamps it.
+type Exit struct {
+	ID     ID
+	Key    Key
+	Pid    uint32
+	Code   uint32
+	At     time.Time
+	Source Source
+}
+
+// Status is what containerd (or a shim) says of a process.
+type Status uint8
+
+// Process states a Report carries.
+const (
+	Gone    Status = iota // NotFound: containerd does not have it
+	Created               // created, not started
+	Running               // running or paused
+	Stopped               // exited; Code and At say how
+)
+
+// Report is containerd's (or a shim's) answer about one key: its process's
+// status and pid (another pid than the one asked about means the process
+// asked about is gone).
+type Report struct {
+	Status Status
+	Pid    uint32
+	Code   uint32
+	At     time.Time
+}
+
+// Check asks the client to Get the process under Key and answer CheckAnswer
+// (or CheckFailed) with Token. Pid is the process the ledger has in mind
+// (0: not known yet).
+type Check struct {
+	Token uint64
+	Key   Key
+	Pid   uint32
+}
+
+// Finish asks the client to finish a delete whose outcome was unknown: once
+// its grace has passed and FinishPending still says so, Get the key, and
+// delete only if containerd still shows Pid.
+type Finish struct {
+	ID  ID
+	Key Key
+	Pid uint32
+}
+
+// Watch is a process whose exit the shim watch is to listen for while
+// containerd is down (Pid 0: an exec whose pid is not known yet).
+type Watch struct {
+	Key Key
+	Pid uint32
+}
+
+// Ready is what the ledger asks of the client after an input.
+type Ready struct {
+	// Deliver lists exits for the backend, in order.
+	Deliver []Exit
+	// Barrier: news waits for a barrier not yet published (NeedBarrier).
+	Barrier bool
+	// Checks: questions for containerd wait (TakeChecks).
+	Checks bool
+	// Finish lists deletes to finish after their grace.
+	Finish []Finish
+	// Watch: the set of processes to watch changed (Watched).
+	Watch bool
+}
+
+// String is the key as logs show it: the container ID for an init,
+// container/exec for an exec.
+func (k Key) String() string {
+	if k.IsInit() {
+		return k.Container
+	}
+	return k.Container + "/" + k.Process
+}
+
+type ran uint8
+
+const (
+	ranNo    ran = iota // created, not started (or not known to have started)
+	ranMaybe            // a start whose outcome is unknown, or seen on the stream and not yet confirmed
+	ranYes              // confirmed started
+)
+
+type checkState uint8
+
+const (
+	checkNone     checkState = iota
+	checkWanted              // to be handed out by TakeChecks
+	checkInFlight            // handed out, no answer yet
+	checkAgain               // handed out, and wanted again after the answer
+)
+
+type news struct {
+	code   uint32
+	at     time.Time
+	source Source
+	pid    uint32 // the pid it named
+}
+
+type proc struct {
+	id  ID
+	key Key
+	pid uint32 // 0: not known yet (an exec before its start, a task being restored)
+	// pidSure: an answer or containerd named pid (not only the stream).
+	pidSure bool
+	task    *proc // an exec's task: its init's incarnation (nil: not known)
+	ours    bool  // a handle of this client holds it; it will delete it
+	ran     ran
+	// seen: a start only the stream reported, not yet confirmed by
+	// containerd: its exit counts once it is.
+	seen bool
+	news *news // the best exit news not delivered yet
+	done *news // the exit delivered
+	// waiting: news waits for the first echo past barrier after.
+	waiting      bool
+	after, order uint64
+	delivered    bool
+	deleted      bool // containerd no longer has it
+	// streamDone: the stream carried its init's TaskDelete, the last it
+	// says of it, or a barrier published after it was gone came back;
+	// until then a deleted init lingers (see settle).
+	streamDone bool
+	lingering  bool
+	// added: the stream carried this exec's TaskExecAdded. One shim
+	// publishes a task's events in order, and an exec ID names one exec at
+	// a time: what the stream says of the key after it is this exec's.
+	added bool
+	// addDone: this client's exec add was answered: containerd has this
+	// exec under its key.
+	addDone bool
+	// stash holds exits the stream carried of the key while this exec's
+	// pid was not known: placed once an answer or containerd names it.
+	stash []news
+	ops   int // this client's start, delete or kill-wait calls in flight
+	check checkState
+	// asked is when its check was handed out; touched when the ledger last
+	// learned of its start or exit: an answer to a check asked before then
+	// may not reflect it.
+	asked, touched uint64
+	born           uint64 // when the ledger first held it
+	epoch          uint64 // the stream's epoch then
+	finish         bool   // a delete with an unknown outcome is to be finished
+}
+
+// exited reports whether p's exit is known (delivered, or real news waits).
+func (p *proc) exited() bool {
+	return p.delivered || p.news != nil && p.news.source != FromGuess
+}
+
+// sameExit reports whether an exit with code at time at is p's own exit,
+// the one delivered or waiting: the same process's record, stamped by its
+// shim (not a comparison of two processes' clocks).
+func (p *proc) sameExit(code uint32, at time.Time) bool {
+	n := p.done
+	if n == nil {
+		n = p.news
+	}
+	return n != nil && n.source != FromGuess && n.code == code && (at.IsZero() || n.at.IsZero() || n.at.Equal(at))
+}
+
+// confirm is a piece of news the ledger could not place, waiting for
+// containerd to say whether it is about the process it shows.
+type confirm struct {
+	key   Key
+	pid   uint32
+	code  uint32
+	at    time.Time
+	check checkState
+	asked uint64
+}
+
+// Ledger is the exit state of one client. The zero value is not usable:
+// call New. It is not safe for concurrent use.
+type Ledger struct {
+	ctrs     map[string]map[string][]*proc // container → process → incarnations, oldest first
+	byID     map[ID]*proc
+	confirms map[uint64]*confirm
+	last     uint64 // last ID or token handed out
+	tick     uint64 // counts inputs (proc.asked, proc.touched)
+	// published is the newest barrier published; live says the stream is
+	// up and caught up to its first echo.
+	published uint64
+	live      bool
+	epoch     uint64 // counts the times the stream went live
+	closed    bool
+	news      uint64             // news counter (proc.order)
+	waiting   map[*proc]struct{} // procs whose news waits for a barrier
+	lingering map[*proc]struct{} // deleted inits the stream may still speak of
+	wanted    []uint64           // checks to hand out
+	ready     Ready
+}
+
+// New returns an empty ledger; the stream is not live yet.
+func New() *Ledger {
+	return &Ledger{
+		ctrs:      map[string]map[string][]*proc{},
+		byID:      map[ID]*proc{},
+		confirms:  map[uint64]*confirm{},
+		waiting:   map[*proc]struct{}{},
+		lingering: map[*proc]struct{}{},
+	}
+}
+
+// Size is how many incarnations and unplaced news the ledger holds: 0 once
+// every process it knew is deleted and its exit settled.
+func (l *Ledger) Size() int { return len(l.byID) + len(l.confirms) }
+
+// Ready returns what the client is to do, and resets it.
+func (l *Ledger) Ready() Ready {
+	rd := l.ready
+	l.ready = Ready{}
+	if l.closed {
+		rd.Deliver = nil
+	}
+	return rd
+}
+
+// Close stops all deliveries: the client is closing.
+func (l *Ledger) Close() { l.closed = true }
+
+// Live reports whether the stream is live.
+func (l *Ledger) Live() bool { return l.live }
+
+func (l *Ledger) nextToken() uint64 {
+	l.last++
+	return l.last
+}
+
+// list returns the incarnations held under key, oldest first.
+func (l *Ledger) list(key Key) []*proc { return l.ctrs[key.Container][key.Process] }
+
+// container returns the incarnations of a container's processes, a copy
+// the caller may change the ledger under.
+func (l *Ledger) container(id string) []*proc {
+	var out []*proc
+	for _, list := range l.ctrs[id] {
+		out = append(out, list...)
+	}
+	sortByID(out)
+	return out
+}
+
+// sortByID orders incarnations by age, so that what the ledger asks for
+// never depends on map order: the same inputs give the same outputs.
+func sortByID(ps []*proc) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].id < ps[j].id })
+}
+
+// all returns every incarnation, oldest first.
+func (l *Ledger) all() []*proc {
+	out := make([]*proc, 0, len(l.byID))
+	for _, p := range l.byID {
+		out = append(out, p)
+	}
+	sortByID(out)
+	return out
+}
+
+// inSet returns a set's incarnations, oldest first.
+func inSet(set map[*proc]struct{}) []*proc {
+	out := make([]*proc, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	sortByID(out)
+	return out
+}
+
+func (l *Ledger) add(p *proc) *proc {
+	p.id = ID(l.nextToken())
+	p.pidSure = p.pid != 0 && !p.seen
+	p.touched, p.born, p.epoch = l.tick, l.tick, l.epoch
+	m := l.ctrs[p.key.Container]
+	if m == nil {
+		m = map[string][]*proc{}
+		l.ctrs[p.key.Container] = m
+	}
+	m[p.key.Process] = append(m[p.key.Process], p)
+	l.byID[p.id] = p
+	l.ready.Watch = true
+	return p
+}
+
+func (l *Ledger) remove(p *proc) {
+	m := l.ctrs[p.key.Container]
+	list := m[p.key.Process]
+	for i, x := range list {
+		if x == p {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(m, p.key.Process)
+	} else {
+		m[p.key.Process] = list
+	}
+	if len(m) == 0 {
+		delete(l.ctrs, p.key.Container)
+	}
+	delete(l.byID, p.id)
+	l.unwait(p)
+	if p.lingering {
+		p.lingering = false
+		delete(l.lingering, p)
+	}
+	l.unstash(p)
+}
+
+func (l *Ledger) unwait(p *proc) {
+	if p.waiting {
+		p.waiting = false
+		delete(l.waiting, p)
+	}
+}
+
+// touch notes that the ledger learned of p's start or exit now.
+func (l *Ledger) touch(p *proc) { p.touched = l.tick }
+
+// find returns the incarnation of key with pid that containerd has, as far
+// as the ledger knows, else the newest deleted one; nil if none.
+func (l *Ledger) find(key Key, pid uint32) *proc {
+	if pid == 0 {
+		return nil
+	}
+	var deleted *proc
+	list := l.list(key)
+	for i := len(list) - 1; i >= 0; i-- {
+		p := list[i]
+		if p.pid != pid {
+			continue
+		}
+		if !p.deleted {
+			return p
+		}
+		if deleted == nil {
+			deleted = p
+		}
+	}
+	return deleted
+}
+
+// findStream returns the incarnation an event the stream carried of key
+// and pid speaks of. The stream is in order: an init's events speak of the
+// oldest incarnation with that pid whose TaskDelete it has not carried yet
+// (a new task that reused the pid comes after the old one's delete). Exec
+// IDs are not reused while a delete could still be on its way, so an exec's
+// events speak of the incarnation find returns.
+func (l *Ledger) findStream(key Key, pid uint32) *proc {
+	if pid == 0 {
+		return nil
+	}
+	if !key.IsInit() {
+		return l.find(key, pid)
+	}
+	for _, p := range l.list(key) {
+		if p.pid == pid && !p.streamDone {
+			return p
+		}
+	}
+	return nil
+}
+
+// pending returns this client's incarnation of key whose pid is not known
+// yet and whose start may still be reported: an exec being started whose
+// add the stream has carried, a task being restored. A start or exit the
+// stream carries of key with a pid is about it.
+func (l *Ledger) pending(key Key) *proc {
+	list := l.list(key)
+	for i := len(list) - 1; i >= 0; i-- {
+		p := list[i]
+		if p.pid != 0 || !p.ours || p.deleted && p.ran != ranMaybe || p.ops == 0 && p.ran != ranMaybe {
+			continue
+		}
+		if key.IsInit() && p.ops > 0 || !key.IsInit() && p.added {
+			return p
+		}
+	}
+	return nil
+}
+
+// place finds the incarnation what the stream carried of key and pid is
+// about; a start binds its pid to this client's pending incarnation of key
+// (an exec starts before it exits: an exit named first is another's, a
+// shim's re-send overtaking, and containerd is asked).
+func (l *Ledger) place(key Key, pid uint32, start bool) *proc {
+	if pid == 0 {
+		return nil // an exec deleted before it started: nothing to place
+	}
+	if p := l.findStream(key, pid); p != nil {
+		return p
+	}
+	if p := l.pending(key); p != nil && start {
+		l.setPid(p, pid, false)
+		return p
+	}
+	return nil
+}
+
+// setPid records p's pid as an answer or containerd (sure) or the stream
+// named it. A pid the stream named gives way to one an answer names (a
+// shim's re-sent event can overtake newer ones), and news of the exit of
+// the pid it gave way from is not this process's.
+func (l *Ledger) setPid(p *proc, pid uint32, sure bool) {
+	if pid == 0 || p.pid == pid || p.pid != 0 && p.pidSure {
+		return
+	}
+	old := p.pid
+	p.pid, p.pidSure = pid, sure
+	l.touch(p)
+	l.ready.Watch = true
+	if n := p.news; old != 0 && n != nil && n.pid == old && n.source != FromGuess {
+		p.news = nil
+		l.unwait(p)
+		l.unplaced(p.key, old, n.code, n.at)
+	}
+	if sure {
+		// An exit the stream carried of this key and pid before the pid
+		// was known: it is this one's (a new process gets no pid whose
+		// events are still on their way).
+		for _, token := range l.confirmTokens(p.key, pid) {
+			c := l.confirms[token]
+			delete(l.confirms, token)
+			l.learn(p, news{code: c.code, at: c.at, source: FromStream})
+		}
+		l.unstash(p)
+	}
+}
+
+// unstash places the exits kept for p: its own (its pid), or news the
+// ledger cannot place.
+func (l *Ledger) unstash(p *proc) {
+	stash := p.stash
+	p.stash = nil
+	for _, n := range stash {
+		if n.pid == p.pid && p.pid != 0 {
+			l.learn(p, news{code: n.code, at: n.at, source: FromStream})
+		} else {
+			l.unplaced(p.key, n.pid, n.code, n.at)
+		}
+	}
+}
+
+// stashFor returns this client's exec under key whose pid is not known and
+// whose start may have run, to keep an exit of the key for.
+func (l *Ledger) stashFor(key Key) *proc {
+	if key.IsInit() {
+		return nil
+	}
+	for _, p := range l.list(key) {
+		if p.ours && p.pid == 0 && (p.addDone || p.added) && (p.ops > 0 || p.ran == ranMaybe) {
+			return p
+		}
+	}
+	return nil
+}
+
+// confirmTokens lists the news of key and pid waiting for containerd's
+// word, oldest first.
+func (l *Ledger) confirmTokens(key Key, pid uint32) []uint64 {
+	var out []uint64
+	for token, c := range l.confirms {
+		if c.key == key && c.pid == pid {
+			out = append(out, token)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (l *Ledger) resolve(ref Ref) *proc {
+	if ref.ID != 0 {
+		return l.byID[ref.ID]
+	}
+	if p := l.find(ref.Key, ref.Pid); p != nil && !p.deleted {
+		return p
+	}
+	return nil
+}
+
+// want asks for a check of p.
+func (l *Ledger) want(p *proc) {
+	switch p.check {
+	case checkNone:
+		p.check = checkWanted
+		l.wanted = append(l.wanted, uint64(p.id))
+		l.ready.Checks = true
+	case checkInFlight:
+		p.check = checkAgain
+	}
+}
+
+// learn records news of p's exit. News of an incarnation not known to have
+// run is kept until its start is settled; news of one that ran waits for a
+// barrier.
+func (l *Ledger) learn(p *proc, n news) {
+	if p.delivered {
+		return
+	}
+	if p.news != nil && (p.news.source != FromGuess || n.source == FromGuess) {
+		return // the first real report stands
+	}
+	n.pid = p.pid
+	p.news = &n
+	if n.source != FromGuess {
+		l.touch(p)
+	}
+	l.ready.Watch = true
+	l.release(p)
+}
+
+// release queues p's news for the next barrier if p ran.
+func (l *Ledger) release(p *proc) {
+	if p.news == nil || p.ran != ranYes || p.delivered {
+		return
+	}
+	if !p.waiting {
+		p.waiting = true
+		l.waiting[p] = struct{}{}
+	}
+	p.after = l.published
+	l.news++
+	p.order = l.news
+	l.ready.Barrier = true
+}
+
+// ranNow marks p as confirmed started.
+func (l *Ledger) ranNow(p *proc) {
+	if p.ran == ranYes {
+		return
+	}
+	p.ran, p.seen = ranYes, false
+	l.touch(p)
+	l.ready.Watch = true
+	l.release(p)
+}
+
+// deliver hands p's exit to the backend now (stream order).
+func (l *Ledger) deliver(p *proc, n news) {
+	l.touch(p)
+	p.delivered = true
+	p.done, p.news = &n, nil
+	l.unwait(p)
+	if !l.closed {
+		l.ready.Deliver = append(l.ready.Deliver, Exit{ID: p.id, Key: p.key, Pid: p.pid, Code: n.code, At: n.at, Source: n.source})
+	}
+	l.ready.Watch = true
+	// News still being checked with containerd that is this exit is a
+	// copy of it.
+	for token, c := range l.confirms {
+		if c.key == p.key && c.pid == p.pid && p.sameExit(c.code, c.at) {
+			delete(l.confirms, token)
+		}
+	}
+}
+
+// gone records that containerd no longer has p, nor (for an init) its
+// task's execs.
+func (l *Ledger) gone(p *proc) {
+	if p.deleted {
+		return
+	}
+	p.deleted, p.finish = true, false
+	l.ready.Watch = true
+	if p.key.IsInit() {
+		l.execsGone(p)
+	}
+	l.settle(p)
+}
+
+// execsGone settles the execs of the task whose init is p; an exec whose
+// task the ledger does not know is asked about.
+func (l *Ledger) execsGone(init *proc) {
+	for _, q := range l.container(init.key.Container) {
+		switch {
+		case q.key.IsInit() || q.deleted:
+		case q.task == init:
+			l.gone(q)
+		case q.task == nil:
+			l.want(q)
+		}
+	}
+}
+
+// settle makes the guess p is owed, or forgets p, once nothing of this
+// client's is in flight on it.
+func (l *Ledger) settle(p *proc) {
+	if !p.deleted || p.ops > 0 {
+		return
+	}
+	switch {
+	case p.ran == ranYes && !p.delivered && p.news == nil:
+		// Confirmed gone and nobody knows its code: a guess, after a
+		// barrier so that a real exit still on its way wins.
+		l.learn(p, news{code: GuessCode, source: FromGuess})
+	case p.delivered, p.ran != ranYes:
+		// Delivered; or never known to have run (a start never
+		// confirmed before its process went: its exit cannot be known).
+		if !p.streamDone && (p.key.IsInit() && p.pid != 0 || p.ours && p.ran == ranMaybe) {
+			// The stream may still carry what the task said before its
+			// delete (or, of a start whose outcome is unknown, that it
+			// started): kept until its TaskDelete, or a barrier, comes.
+			if !p.lingering {
+				p.lingering = true
+				l.lingering[p] = struct{}{}
+				p.after = l.published
+				l.ready.Barrier = true
+			}
+			return
+		}
+		l.remove(p)
+	}
+}
+
+// containerGone settles everything the ledger holds of a container:
+// containerd has no task for it.
+func (l *Ledger) containerGone(container string) {
+	for _, p := range l.container(container) {
+		l.gone(p)
+	}
+}
+
+// taskGone settles the task whose init has pid in the container, as an
+// answer that names it by pid says (0: one the ledger does not hold); an
+// exec whose task the ledger does not know is asked about.
+func (l *Ledger) taskGone(container string, pid uint32) {
+	if init := l.find(InitKey(container), pid); init != nil && pid != 0 {
+		l.gone(init)
+		return
+	}
+	for _, q := range l.container(container) {
+		if !q.key.IsInit() && !q.deleted && q.task == nil {
+			l.want(q)
+		}
+	}
+}
