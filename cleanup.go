@@ -46,9 +46,7 @@ func (c *Client) retryCleanup(ctx context.Context, step func(context.Context) er
 			return err
 		}
 		c.logger.WithError(err).Debug("clean-up step: containerd did not answer; trying again")
-		if conn := c.client.Conn(); conn != nil {
-			conn.ResetConnectBackoff()
-		}
+		c.resetDialBackoff()
 		timer.Reset(delay)
 		select {
 		case <-ctx.Done():

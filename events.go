@@ -232,6 +232,9 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 				if seq > x.echoed {
 					x.echoed = seq
 				}
+				if pending := l.Pending(); pending != "" {
+					c.logger.WithField("barrier", seq).WithField("pending", pending).Debug("barrier echoed")
+				}
 			})
 		}
 	}
@@ -253,6 +256,16 @@ func sentinelSeq(ev *events.Envelope) (uint64, bool) {
 	return n.GetValue(), true
 }
 
+// resetDialBackoff resets the gRPC channel's own reconnect backoff (up to 3 s
+// with the containerd client's defaults, longer with gRPC's): without it, a
+// call made while containerd is back would still wait for the channel's next
+// attempt.
+func (c *Client) resetDialBackoff() {
+	if conn := c.client.Conn(); conn != nil {
+		conn.ResetConnectBackoff()
+	}
+}
+
 // waitServe waits until containerd serves, with bounded probes and a short
 // backoff; false when ctx ended first.
 func (c *Client) waitServe(ctx context.Context) bool {
@@ -261,13 +274,7 @@ func (c *Client) waitServe(ctx context.Context) bool {
 	defer timer.Stop()
 	<-timer.C
 	for {
-		// The gRPC channel has its own reconnect backoff (up to 3 s with
-		// the containerd client's defaults, longer with gRPC's): without
-		// this, a probe made while containerd is back would still wait
-		// for the channel's next attempt.
-		if conn := c.client.Conn(); conn != nil {
-			conn.ResetConnectBackoff()
-		}
+		c.resetDialBackoff()
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		ok, err := c.client.IsServing(pctx)
 		cancel()

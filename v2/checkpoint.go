@@ -113,7 +113,7 @@ func (t *task) checkpointInto(ctx context.Context, dir string, exit bool) error 
 		defer cancel()
 		// Retried: the image is a garbage-collection root of its own, which
 		// no lease expiry would ever remove.
-		err := retryCleanup(cleanupCtx, func(ctx context.Context) error {
+		err := t.ctr.client.retryCleanup(cleanupCtx, func(ctx context.Context) error {
 			return cli.ImageService().Delete(ctx, name)
 		})
 		if err != nil {
@@ -139,7 +139,7 @@ func (t *task) checkpointInto(ctx context.Context, dir string, exit bool) error 
 func (t *task) resumeAfterCheckpoint(ctx context.Context) {
 	cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointCleanupTimeout)
 	defer cancel()
-	err := retryCleanup(cleanupCtx, func(ctx context.Context) error {
+	err := t.ctr.client.retryCleanup(cleanupCtx, func(ctx context.Context) error {
 		_, err := t.tasks().Resume(ctx, &tasks.ResumeTaskRequest{ContainerID: t.ctr.id})
 		return wrapError(err)
 	})

@@ -13,40 +13,51 @@ import (
 	"github.com/lcdkit/libcontainerd/v2/internal/errclass"
 )
 
-// Clean-up steps the library runs on the caller's behalf (releasing a lease,
-// resuming a task it paused, removing a checkpoint image) have no caller to
-// retry them: a connection that breaks under one once would leave its object
-// behind for good. So they are tried again, a few times, while the error
-// says the outcome is unknown.
-const cleanupAttempts = 3
+// Clean-up steps the library runs on the caller's behalf (deleting an exec
+// or task whose create or start failed, releasing a lease, resuming a task it
+// paused, removing a checkpoint image) have no caller to retry them: a
+// connection that breaks under one would leave its object behind for good.
+// A containerd restart takes seconds, so a clean-up retries while the error
+// says the outcome is unknown, for as long as its own context allows: it
+// outlasts an outage up to its own bound.
 
-// cleanupBackoff is the pause before the first retry; it doubles after.
-var cleanupBackoff = 100 * time.Millisecond
+// firstCleanupRetry and maxCleanupRetry bound the pause between tries; the
+// gRPC channel's own reconnect backoff is reset before each (see waitServe).
+var (
+	firstCleanupRetry = 50 * time.Millisecond
+	maxCleanupRetry   = time.Second
+)
 
 // retryCleanup runs step until it succeeds, fails for a reason other than a
-// lost connection or an ended context, or has been tried cleanupAttempts
-// times, and returns its last error. NotFound is success: gone is what a
-// clean-up wants (a retry after a call that took effect but lost its answer
-// gets exactly that). ctx should be a fresh one: the caller's may be what
+// lost connection or an ended context, or ctx ends, and returns its last
+// error. NotFound is success: gone is what a clean-up wants (a retry after a
+// call that took effect but lost its answer gets exactly that). ctx should
+// be a fresh one with the clean-up's own bound: the caller's may be what
 // failed.
-func retryCleanup(ctx context.Context, step func(context.Context) error) error {
-	delay := cleanupBackoff
-	var err error
-	for attempt := 1; ; attempt++ {
-		if err = step(ctx); err == nil || errclass.IsNotFound(err) {
+func (c *Client) retryCleanup(ctx context.Context, step func(context.Context) error) error {
+	delay := firstCleanupRetry
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		err := step(ctx)
+		if err == nil || errclass.IsNotFound(err) {
 			return nil
 		}
-		if attempt == cleanupAttempts || !errclass.OutcomeUnknown(err) || ctx.Err() != nil {
+		if !errclass.OutcomeUnknown(err) || ctx.Err() != nil {
 			return err
 		}
-		timer := time.NewTimer(delay)
+		c.logger.WithError(err).Debug("clean-up step: containerd did not answer; trying again")
+		c.resetDialBackoff()
+		timer.Reset(delay)
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return err
 		case <-timer.C:
 		}
-		delay *= 2
+		if delay *= 2; delay > maxCleanupRetry {
+			delay = maxCleanupRetry
+		}
 	}
 }
 
@@ -70,7 +81,7 @@ func (c *Client) newLease(ctx context.Context, what string, expiry time.Duration
 		if sync {
 			opts = append(opts, leases.SynchronousDelete)
 		}
-		err := retryCleanup(cleanupCtx, func(ctx context.Context) error {
+		err := c.retryCleanup(cleanupCtx, func(ctx context.Context) error {
 			return ls.Delete(ctx, leases.Lease{ID: id}, opts...)
 		})
 		if err != nil {

@@ -24,6 +24,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/lcdkit/libcontainerd/v2/internal/errclass"
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 	"github.com/lcdkit/libcontainerd/v2/queue"
 	"github.com/lcdkit/libcontainerd/v2/types"
 
@@ -42,15 +43,14 @@ type Client struct {
 	backend  types.Backend
 	logger   *log.Entry
 
-	queue  queue.Queue // per-container serial delivery to backend
-	ledger *ledger     // the one owner of exit state (ledger.go)
-	shims  shimSockets // asked for exits while containerd is down
+	queue queue.Queue // per-container serial delivery to backend
+	exits *exitState  // the one owner of exit state (exits.go)
+	shims shimSockets // asked for exits while containerd is down
+	// shimSocketDir is where containerd's shims serve (shimwatch.go).
+	shimSocketDir string
 	// orphans holds the containers whose task create was cut off with its
 	// outcome unknown: on 1.6 it can leave a shim containerd does not show.
-	orphans sync.Map
-	// unfinished holds the process handles whose delete was cut off
-	// (outcome unknown): the reconciler finishes them.
-	unfinished    sync.Map
+	orphans       sync.Map
 	stream        *eventStream
 	reconcileDone chan struct{}
 	watches       sync.WaitGroup // shim watch goroutines (shimwatch.go)
@@ -97,7 +97,8 @@ func NewClient(ctx context.Context, cli *containerd.Client, stateDir, ns string,
 	for _, o := range opts {
 		o(c)
 	}
-	c.ledger = newLedger()
+	c.exits = newExitState(c)
+	c.shimSocketDir = defaultShimSocketDir
 	c.inHandlers = map[uint64]int{}
 	c.stream = &eventStream{c: c, sentinel: newSentinelTopic(), done: make(chan struct{})}
 	c.reconcileDone = make(chan struct{})
@@ -125,6 +126,7 @@ func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.unhook()
+		c.exits.do(func(l *ledger.Ledger) { l.Close() })
 		c.cancel()
 		<-c.stream.done
 		<-c.reconcileDone

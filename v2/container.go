@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lcdkit/libcontainerd/v2/internal/errclass"
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 	libtypes "github.com/lcdkit/libcontainerd/v2/types"
 )
 
@@ -124,7 +125,10 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 	cfg := rio.Config()
 	request.Stdin, request.Stdout, request.Stderr, request.Terminal = cfg.Stdin, cfg.Stdout, cfg.Stderr, cfg.Terminal
 	resp, err := c.client.client.TaskService().Create(ctx, request)
-	if err != nil && errclass.IsAlreadyExists(err) && c.clearOrphanTask(ctx) {
+	if _, suspect := c.client.orphans.Load(c.id); suspect && errclass.IsAlreadyExists(err) && c.clearOrphanTask(ctx) {
+		// Only after a create of ours whose outcome was unknown: another
+		// client's create of this ID in progress also answers Get with
+		// NotFound, and is not ours to clear.
 		resp, err = c.client.client.TaskService().Create(ctx, request)
 	}
 	if err != nil {
@@ -150,6 +154,7 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 	// off by a containerd kill leaves the shim the only witness of it.
 	c.client.noteShim(c.id, resp.Pid)
 	t := c.newTask(resp.Pid, rio)
+	t.inc.Store(uint64(c.client.exits.id(func(l *ledger.Ledger) ledger.ID { return l.Created(ledger.InitKey(c.id), resp.Pid) })))
 	// The shim opened the init's stdin at create, so a close the caller
 	// asked for while we were creating can happen now.
 	if err := stdin.publish(t.closeStdin); err != nil {
@@ -165,11 +170,11 @@ func (c *container) NewTask(ctx context.Context, checkpointDir string, withStdin
 func (c *container) deleteOrphan(ctx context.Context) bool {
 	_, err := c.client.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: c.id})
 	if err != nil && !errclass.IsNotFound(err) {
-		c.client.logger.WithError(err).WithField("container", c.id).Warn("failed to clear a possible orphan task")
+		c.client.logger.WithError(err).WithField("container", c.id).Debug("clearing a possible orphan task: containerd did not answer")
 		return false
 	}
 	c.client.orphans.Delete(c.id)
-	c.client.shutdownOrphanShims(c.id)
+	c.client.shutdownOrphanShim(c.id)
 	return true
 }
 
@@ -197,7 +202,7 @@ func (c *container) removeFailedTask(stdout string) bool {
 	ctx, cancel := context.WithTimeout(c.client.withNamespace(context.Background()), execCleanupTimeout)
 	defer cancel()
 	var p *taskProcess
-	err := retryCleanup(ctx, func(ctx context.Context) error {
+	err := c.client.retryCleanup(ctx, func(ctx context.Context) error {
 		var err error
 		p, err = c.client.getProcess(ctx, c.id, "")
 		return err
@@ -205,7 +210,7 @@ func (c *container) removeFailedTask(stdout string) bool {
 	logger := c.client.logger.WithField("container", c.id)
 	switch {
 	case err != nil:
-		logger.WithError(err).Warn("cannot tell whether a failed task create created the task")
+		logger.WithError(err).Warnf("cannot tell within %s whether a failed task create created the task; Container.Delete will ask again", execCleanupTimeout)
 		return false
 	case p == nil:
 		// NotFound: the create never reached containerd, or (1.6) it
@@ -215,7 +220,11 @@ func (c *container) removeFailedTask(stdout string) bool {
 		logger.WithField("status", p.Status).Warn("a failed task create found a task that is not its own: left in place")
 		return false
 	}
-	if err := retryCleanup(ctx, c.newTask(p.Pid, nil).ForceDelete); err != nil {
+	// Ours: held by the ledger while it is removed, so that the exit its
+	// kill causes is not taken for one of a run.
+	t := c.newTask(p.Pid, nil)
+	t.inc.Store(uint64(c.client.exits.id(func(l *ledger.Ledger) ledger.ID { return l.Created(ledger.InitKey(c.id), p.Pid) })))
+	if err := c.client.retryCleanup(ctx, t.ForceDelete); err != nil {
 		logger.WithError(err).Warn("failed to delete the task of a failed task create")
 		return false
 	}
@@ -303,7 +312,9 @@ func (c *container) Delete(ctx context.Context) error {
 	switch {
 	case deleteErr == nil:
 		c.setTask(taskNone)
-		c.client.ledger.forgetContainer(c.id)
+		// containerd has no task for it: nothing of its is left to
+		// report (the ledger keeps nothing per container).
+		c.client.exits.do(func(l *ledger.Ledger) { l.ContainerGone(c.id) })
 	case errclass.IsNotFound(deleteErr):
 		// Gone already, maybe by an earlier Delete whose answer was lost:
 		// the bundle dir is still ours to remove, and the error still

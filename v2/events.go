@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 	"github.com/lcdkit/libcontainerd/v2/types"
 )
 
@@ -54,9 +55,6 @@ const (
 // slowHandler is how long a backend call may run before a warning names
 // the container whose queue it holds up (a variable so tests can shorten it).
 var slowHandler = 10 * time.Second
-
-// procKey names one process: the init process has processID == containerID.
-type procKey struct{ containerID, processID string }
 
 // translate turns a containerd envelope into the event the backend gets,
 // with the decoded event; et is "" for events that are not delivered
@@ -145,9 +143,9 @@ func (s *eventStream) run(ctx context.Context) {
 // shim watch's, answers given during the outage) is delivered.
 func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 	c := s.c
-	l := c.ledger
+	x := c.exits
 	defer stopWatch()
-	l.setLive(false)
+	x.do(func(l *ledger.Ledger) { l.StreamDown() })
 	subCtx, cancel := context.WithCancel(c.withNamespace(ctx))
 	defer cancel()
 	ch, errC := c.client.EventService().Subscribe(subCtx,
@@ -165,7 +163,7 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 			c.logger.WithError(err).Debug("publish sentinel")
 		}
 	}
-	publish(l.nextBarrier())
+	publish(x.nextBarrier())
 	retryDelay := firstSentinelRetry
 	retry := time.NewTimer(retryDelay)
 	defer retry.Stop()
@@ -176,7 +174,7 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 	for {
 		select {
 		case err := <-errC:
-			l.setLive(false)
+			x.do(func(l *ledger.Ledger) { l.StreamDown() })
 			// From containerd/v2 v2.4 the stream's errors come typed:
 			// a cancel is then context.Canceled, not the gRPC code.
 			if err == nil || ctx.Err() != nil && (status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled)) {
@@ -186,23 +184,23 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 		case <-retry.C:
 			switch {
 			case !live:
-				publish(l.nextBarrier())
+				publish(x.nextBarrier())
 				if retryDelay *= 2; retryDelay > sentinelTimeout {
 					retryDelay = sentinelTimeout
 				}
-			case l.waitingOn() && time.Since(lastPublish) >= sentinelTimeout:
+			case x.ask(func(l *ledger.Ledger) bool { return l.WaitingOnBarrier() }) && time.Since(lastPublish) >= sentinelTimeout:
 				// A barrier whose echo never came (its publish failed).
-				publish(l.nextBarrier())
+				publish(x.nextBarrier())
 			}
 			retry.Reset(retryDelay)
-		case <-l.kick:
+		case <-x.kick:
 			if live && !coalescing {
 				coalescing = true
 				coalesce.Reset(barrierDelay)
 			}
 		case <-coalesce.C:
 			coalescing = false
-			if seq := l.needBarrier(); seq != 0 {
+			if seq := x.needBarrier(); seq != 0 {
 				publish(seq)
 			}
 		case ev := <-ch:
@@ -221,16 +219,22 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 				live = true
 				retryDelay = sentinelTimeout
 				c.logger.WithField("after", time.Since(began)).Debug("event stream live")
-				l.setLive(true)
 				stopWatch()
-				l.checkAll()
-				signal(l.wake) // deletes the outage cut off, too
 				// News that came while no barrier could be published.
-				signal(l.kick)
+				signal(x.kick)
 			}
-			for _, ei := range l.echo(seq) {
-				c.queueEvent(types.EventExit, ei)
-			}
+			x.do(func(l *ledger.Ledger) {
+				if !l.Live() {
+					// containerd is asked about every process it may
+					// have changed meanwhile.
+					l.StreamLive()
+					signal(x.relive)
+				}
+				l.Echo(seq)
+				if seq > x.echoed {
+					x.echoed = seq
+				}
+			})
 		}
 	}
 }
@@ -251,6 +255,16 @@ func sentinelSeq(ev *events.Envelope) (uint64, bool) {
 	return n.GetValue(), true
 }
 
+// resetDialBackoff resets the gRPC channel's own reconnect backoff (up to 3 s
+// with the containerd client's defaults, longer with gRPC's): without it, a
+// call made while containerd is back would still wait for the channel's next
+// attempt.
+func (c *Client) resetDialBackoff() {
+	if conn, ok := c.client.Conn().(interface{ ResetConnectBackoff() }); ok {
+		conn.ResetConnectBackoff()
+	}
+}
+
 // waitServe waits until containerd serves, with bounded probes and a short
 // backoff; false when ctx ended first.
 func (c *Client) waitServe(ctx context.Context) bool {
@@ -259,13 +273,7 @@ func (c *Client) waitServe(ctx context.Context) bool {
 	defer timer.Stop()
 	<-timer.C
 	for {
-		// The gRPC channel has its own reconnect backoff (up to 3 s with
-		// the containerd client's defaults, longer with gRPC's): without
-		// this, a probe made while containerd is back would still wait
-		// for the channel's next attempt.
-		if conn, ok := c.client.Conn().(interface{ ResetConnectBackoff() }); ok {
-			conn.ResetConnectBackoff()
-		}
+		c.resetDialBackoff()
 		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		ok, err := c.client.IsServing(pctx)
 		cancel()
@@ -285,54 +293,57 @@ func (c *Client) waitServe(ctx context.Context) bool {
 }
 
 // handleEnvelope translates one event, tells the ledger what it says, and
-// queues it for the backend.
+// queues it for the backend; an exit is queued by the ledger, which decides
+// whether it is one.
 func (c *Client) handleEnvelope(ev *events.Envelope) {
 	et, ei, v, err := translate(ev)
 	if err != nil {
 		c.logger.WithError(err).WithField("topic", ev.Topic).Warn("skipping malformed event")
 		return
 	}
-	l := c.ledger
-	switch e := v.(type) {
-	case *apievents.TaskStart:
-		l.started(procKey{e.ContainerID, e.ContainerID}, e.Pid, e.Pid, true)
-		c.noteShim(e.ContainerID, e.Pid)
-	case *apievents.TaskExecStarted:
-		l.started(procKey{e.ContainerID, e.ExecID}, e.Pid, 0, true)
-	case *apievents.TaskExit:
-		if !l.streamExit(procKey{ei.ContainerID, ei.ProcessID}, ei.Pid, ei.ExitedAt) {
-			c.logger.WithFields(log.Fields{"container": ei.ContainerID, "process": ei.ProcessID, "pid": ei.Pid}).Debug("dropping duplicate exit")
+	key := keyOf(ei.ContainerID, ei.ProcessID)
+	if ei.ProcessID == ei.ContainerID {
+		key = ledger.InitKey(ei.ContainerID)
+	}
+	c.exits.do(func(l *ledger.Ledger) {
+		switch e := v.(type) {
+		case *apievents.TaskStart, *apievents.TaskExecStarted:
+			l.StreamStart(key, ei.Pid)
+		case *apievents.TaskExecAdded:
+			l.StreamExecAdded(key)
+		case *apievents.TaskExit:
+			l.StreamExit(key, ei.Pid, ei.ExitCode, ei.ExitedAt)
+			return
+		case *apievents.TaskDelete:
+			id := e.ID
+			if id == "" {
+				id = e.ContainerID
+			}
+			l.StreamDelete(keyOf(e.ContainerID, execIDOf(e.ContainerID, id)), e.Pid, e.ExitStatus, timeOf(e.ExitedAt))
+		}
+		if et == "" {
+			c.logger.WithFields(log.Fields{"topic": ev.Topic, "type": reflect.TypeOf(v)}).Debug("ignoring event")
 			return
 		}
+		// Under the ledger's lock: ordered with the exits it queues.
+		c.queueEvent(et, ei)
+	})
+	switch e := v.(type) {
+	case *apievents.TaskStart:
+		c.noteShim(e.ContainerID, e.Pid)
 	case *apievents.TaskDelete:
-		c.taskDeleteEvent(e)
+		if e.ID == "" || e.ID == e.ContainerID {
+			c.shims.forget(e.ContainerID, e.Pid)
+		}
 	}
-	if et == "" {
-		c.logger.WithFields(log.Fields{"topic": ev.Topic, "type": reflect.TypeOf(v)}).Debug("ignoring event")
-		return
-	}
-	c.queueEvent(et, ei)
 }
 
-// taskDeleteEvent handles a TaskDelete: it carries the exit too (on
-// containerd 2.x the shim can be gone before its TaskExit reached
-// containerd, which then never publishes it), in stream order; and the
-// init's means the task is gone, which settles its execs.
-func (c *Client) taskDeleteEvent(e *apievents.TaskDelete) {
-	id := e.ID
-	if id == "" {
-		id = e.ContainerID
+// execIDOf is the exec ID of process id of a container: "" for its init.
+func execIDOf(containerID, id string) string {
+	if id == containerID {
+		return ""
 	}
-	key := procKey{e.ContainerID, id}
-	l := c.ledger
-	if e.Pid != 0 && l.tracks(key, e.Pid) && l.streamExit(key, e.Pid, timeOf(e.ExitedAt)) {
-		c.queueEvent(types.EventExit, types.EventInfo{ContainerID: e.ContainerID, ProcessID: id, Pid: e.Pid, ExitCode: e.ExitStatus, ExitedAt: timeOf(e.ExitedAt)})
-	}
-	l.deleted(key, e.Pid)
-	if id == e.ContainerID {
-		l.taskGone(e.ContainerID, e.Pid)
-		c.shims.forget(e.ContainerID, e.Pid)
-	}
+	return id
 }
 
 // queueEvent hands an event to the backend's per-container queue. Only the

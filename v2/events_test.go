@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 	"github.com/lcdkit/libcontainerd/v2/internal/testutil"
 	"github.com/lcdkit/libcontainerd/v2/types"
 )
@@ -120,6 +121,8 @@ func TestTaskDeleteDeliversMissingExit(t *testing.T) {
 	c := testClient(b)
 	at := time.Unix(1700000000, 0).UTC()
 	want := types.EventInfo{ContainerID: "c", ProcessID: "c", Pid: 30, ExitCode: 137, ExitedAt: at}
+	// This client's task (Status found it running), and its start.
+	c.exits.do(func(l *ledger.Ledger) { l.Adopt(ledger.InitKey("c"), 30, ledger.Ref{}) })
 	c.handleEnvelope(envelope(t, &apievents.TaskStart{ContainerID: "c", Pid: 30}))
 	c.handleEnvelope(envelope(t, &apievents.TaskDelete{ContainerID: "c", Pid: 30, ExitStatus: 137, ExitedAt: protobuf.ToTimestamp(at)}))
 	if got := drainExits(t, c, b); len(got) != 1 || got[0] != want {
@@ -173,7 +176,9 @@ func (b *blockingBackend) ProcessEvent(id string, et types.EventType, ei types.E
 }
 
 func testClient(b types.Backend) *Client {
-	return &Client{backend: b, ledger: newLedger(), inHandlers: map[uint64]int{}, logger: log.L.WithField("test", true)}
+	c := &Client{backend: b, inHandlers: map[uint64]int{}, logger: log.L.WithField("test", true), shimSocketDir: defaultShimSocketDir}
+	c.exits = newExitState(c)
+	return c
 }
 
 // A backend that blocks, panics or errors holds up only its own container.
@@ -186,6 +191,7 @@ func TestDeliveryIsolation(t *testing.T) {
 	c.queueEvent(types.EventStart, types.EventInfo{ContainerID: "panic"})
 	c.queueEvent(types.EventStart, types.EventInfo{ContainerID: "ok"})
 	exitedAt := protobuf.ToTimestamp(time.Unix(1700000000, 0))
+	c.exits.do(func(l *ledger.Ledger) { l.Adopt(ledger.InitKey("ok"), 1, ledger.Ref{}) })
 	c.handleEnvelope(envelope(t, &apievents.TaskExit{ContainerID: "ok", ID: "ok", Pid: 1, ExitedAt: exitedAt}))
 	c.handleEnvelope(envelope(t, &apievents.TaskExit{ContainerID: "ok", ID: "ok", Pid: 1, ExitedAt: exitedAt}))
 	for _, want := range []string{"ok:start", "ok:exit"} {

@@ -10,6 +10,7 @@ import (
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/pkg/cio"
 
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 	libtypes "github.com/lcdkit/libcontainerd/v2/types"
 )
 
@@ -45,14 +46,15 @@ func (t *task) LoadProcess(ctx context.Context, execID string) (libtypes.Process
 	if err != nil {
 		return nil, err
 	}
-	if p.Status == tasktypes.Status_RUNNING || p.Status == tasktypes.Status_PAUSED {
-		// Found running: from now on its exit is this client's to deliver,
-		// also across a containerd restart (as Task.Status does for tasks).
-		t.ctr.client.ledger.started(procKey{t.ctr.id, execID}, p.Pid, 0, true)
-	}
 	files := &fifoFiles{set: fifoSetFromPaths(p.Stdin, p.Stdout, p.Stderr, p.Terminal)}
 	loaded := &process{ctr: t.ctr, execID: execID, io: files}
 	loaded.pid.Store(p.Pid)
+	if p.Status == tasktypes.Status_RUNNING || p.Status == tasktypes.Status_PAUSED {
+		// Found running: from now on its exit is this client's to deliver,
+		// also across a containerd restart (as Task.Status does for tasks).
+		key, taskRef := keyOf(t.ctr.id, execID), t.ref()
+		loaded.inc.Store(uint64(t.exits().id(func(l *ledger.Ledger) ledger.ID { return l.Adopt(key, p.Pid, taskRef) })))
+	}
 	return loaded, nil
 }
 

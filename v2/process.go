@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lcdkit/libcontainerd/v2/internal/errclass"
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 )
 
 // process is one process of a task: an exec, or (with an empty execID) the
@@ -26,7 +27,11 @@ type process struct {
 	execID string // "" for the init process
 	// pid is set at create; a task restored from a checkpoint has none
 	// until Start gives it the restored one, so Start stores it.
-	pid    atomic.Uint32
+	pid atomic.Uint32
+	// inc is the ledger's incarnation this handle holds (0: none yet, a
+	// handle loaded from containerd): what the client's calls answer is
+	// news of that process, whatever else reused its key or pid.
+	inc    atomic.Uint64
 	io     cio.IO // nil when the caller did not attach
 	ioOnce sync.Once
 	// deleting serializes Delete: the client may finish a cut-off delete
@@ -38,12 +43,12 @@ type process struct {
 // Pid returns the host process id.
 func (p *process) Pid() uint32 { return p.pid.Load() }
 
-func (p *process) key() procKey {
-	if p.execID == "" {
-		return procKey{p.ctr.id, p.ctr.id}
-	}
-	return procKey{p.ctr.id, p.execID}
+// ref is what the handle tells the ledger of its process.
+func (p *process) ref() ledger.Ref {
+	return ledger.Ref{ID: ledger.ID(p.inc.Load()), Key: keyOf(p.ctr.id, p.execID), Pid: p.Pid()}
 }
+
+func (p *process) exits() *exitState { return p.ctr.client.exits }
 
 func (p *process) tasks() tasks.TasksClient { return p.ctr.client.client.TaskService() }
 
@@ -72,65 +77,91 @@ func (p *process) closeStdin() error { return p.ctr.client.closeStdin(p.ctr.id, 
 // status is gone with it (by design: the shim keeps it only until the
 // delete). The EventExit the backend got carries it. A caller that does not
 // retry loses nothing: after an Unavailable or context error the client
-// deletes again itself once containerd is back from its next outage
-// (releasing the FIFOs), as long as the client is open.
+// deletes again itself once containerd serves (and a grace has passed for
+// the caller's own retry), releasing the FIFOs; only if containerd still
+// shows this very process, so a task created since under the container's ID
+// is never touched.
 func (p *process) Delete(ctx context.Context) (*containerd.ExitStatus, error) {
 	p.deleting.Lock()
 	defer p.deleting.Unlock()
-	ctx = p.ctx(ctx)
+	st, id, err := p.deleteOnce(p.ctx(ctx))
+	if errclass.OutcomeUnknown(err) {
+		p.exits().finishLater(p, id)
+	}
+	return st, err
+}
+
+// deleteOnce sends one delete and tells the ledger what it answered; it
+// returns the incarnation it was about.
+func (p *process) deleteOnce(ctx context.Context) (*containerd.ExitStatus, ledger.ID, error) {
+	x := p.exits()
+	if p.execID == "" {
+		p.resolveStart(ctx)
+	}
+	ref := p.ref()
+	id := x.id(func(l *ledger.Ledger) ledger.ID { return l.DeleteBegin(ref) })
+	if id != 0 {
+		p.inc.Store(uint64(id))
+	}
 	var (
-		code, answerPid uint32
-		exitedAt        *timestamppb.Timestamp
-		r               *tasks.DeleteResponse
-		err             error
+		r   *tasks.DeleteResponse
+		err error
 	)
 	if p.execID == "" {
 		r, err = p.tasks().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: p.ctr.id})
 	} else {
 		r, err = p.tasks().DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: p.ctr.id, ExecID: p.execID})
 	}
-	if err == nil {
-		code, exitedAt, answerPid = r.ExitStatus, r.ExitedAt, r.Pid
-	}
-	if err != nil {
-		err = wrapError(err)
-		if errclass.OutcomeUnknown(err) {
-			// containerd went away mid-call (a daemon whose monitor
-			// deletes once and only logs the failure never retries):
-			// the client finishes it once containerd answers again, so
-			// neither the stopped task nor its FIFOs and fds stay.
-			p.ctr.client.finishLater(p)
-		}
-		if !errclass.IsNotFound(err) {
-			return nil, err
-		}
-		// Gone already (deleted behind our back): still release the IO.
-	}
-	l := p.ctr.client.ledger
-	pid := p.Pid()
-	if err == nil {
+	err = wrapError(err)
+	switch {
+	case err == nil:
 		// The delete's answer is the exit itself: when a delete follows
 		// the exit closely, containerd 2.x's shim can be gone before its
-		// TaskExit reached containerd, which then never publishes it. The
-		// ledger delivers it unless another source did.
-		if pid == 0 {
-			pid = answerPid
-		}
-		l.report(p.key(), pid, exitNews{code: code, at: timeOf(exitedAt), source: fromAnswer}, true, false)
-	} else {
-		l.deleted(p.key(), pid)
+		// TaskExit reached containerd, which then never publishes it.
+		x.do(func(l *ledger.Ledger) { l.DeleteAnswer(id, ref, r.Pid, r.ExitStatus, timeOf(r.ExitedAt)) })
+	case errclass.IsNotFound(err):
+		// Gone already (deleted behind our back, or by an earlier call
+		// whose answer was lost): the IO is still released.
+		x.do(func(l *ledger.Ledger) { l.DeleteNotFound(id, ref) })
+	case errclass.OutcomeUnknown(err):
+		// containerd went away mid-call (a daemon whose monitor deletes
+		// once and only logs the failure never retries): the client
+		// finishes it once containerd answers again.
+		x.do(func(l *ledger.Ledger) { l.DeleteUnknown(id) })
+		return nil, id, err
+	default:
+		x.do(func(l *ledger.Ledger) { l.DeleteFailed(id) })
+		return nil, id, err
 	}
 	if p.execID == "" {
-		// The task is gone: its execs are settled too.
-		l.taskGone(p.ctr.id, pid)
 		p.ctr.setTask(taskNone)
-		p.ctr.client.shims.forget(p.ctr.id, pid)
+		p.ctr.client.shims.forget(p.ctr.id, ref.Pid)
 	}
 	p.releaseIO()
 	if err != nil {
-		return nil, err
+		return nil, id, err
 	}
-	return containerd.NewExitStatus(code, timeOf(exitedAt), nil), nil
+	return containerd.NewExitStatus(r.ExitStatus, timeOf(r.ExitedAt), nil), id, nil
+}
+
+// resolveStart asks containerd whether a start of this task whose answer
+// was lost took effect, before a delete or kill: a created process killed
+// exits just like a started one, and only containerd can tell them apart
+// while it lives.
+func (p *process) resolveStart(ctx context.Context) {
+	ref := p.ref()
+	if !p.exits().ask(func(l *ledger.Ledger) bool { return l.StartUnresolved(ref) }) {
+		return
+	}
+	st, err := p.ctr.client.getProcess(ctx, p.ctr.id, p.execID)
+	if err != nil && !errclass.IsNotFound(err) {
+		return // the reconciler asks again
+	}
+	r, ok := reportOf(st, err)
+	if !ok {
+		return
+	}
+	p.exits().do(func(l *ledger.Ledger) { l.Resolve(ref, r) })
 }
 
 // releaseIO waits for the caller's copiers to drain what the shim flushed

@@ -11,15 +11,19 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/lcdkit/libcontainerd/v2/internal/errclass"
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 )
 
-// The reconciler asks containerd about the processes whose fate the stream
-// may have missed, and finishes the deletes containerd's going away cut off: after every (re)connect each process with no known exit,
-// and a start whose answer was lost. It runs apart from the stream reader,
-// so events never wait for it; one Get per process (no reply grows with the
-// host, as a List of every task would: gRPC refuses replies over 16 MiB,
-// about 26k tasks), a few containers at a time; and it retries with backoff
-// until every process is confirmed running or has its exit.
+// The reconciler asks containerd what the ledger wants to know: after every
+// (re)connect, about each process it holds (whose fate the stream may have
+// missed); about a start whose answer was lost; and about news it cannot
+// place (an exit of a process it does not hold: is it the process containerd
+// shows under that key, with that pid and code?). It also finishes the
+// deletes an outage or a context cut off, once their grace has passed. It
+// runs apart from the stream reader, so events never wait for it; one Get
+// per question (no reply grows with the host, as a List of every task would:
+// gRPC refuses replies over 16 MiB, about 26k tasks), a few containers at a
+// time; and it asks again, with backoff, whatever containerd did not answer.
 
 const (
 	// reconcileWorkers bounds the containers asked about at once.
@@ -32,7 +36,12 @@ const (
 	maxReconcileRetry   = 5 * time.Second
 )
 
-// runReconciler checks what the ledger asks for until ctx ends.
+// finishGrace is how long the client waits before finishing a delete whose
+// outcome was unknown: a caller that retries (the documented recovery, whose
+// answer carries the exit status) goes first.
+var finishGrace = 5 * time.Second
+
+// runReconciler asks and finishes what the ledger hands out until ctx ends.
 func (c *Client) runReconciler(ctx context.Context) {
 	defer close(c.reconcileDone)
 	delay := firstReconcileRetry
@@ -40,128 +49,94 @@ func (c *Client) runReconciler(ctx context.Context) {
 	timer.Stop()
 	defer timer.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.ledger.wake:
-		}
-		for {
-			work := c.ledger.toCheck()
-			deletes, later := c.unfinishedDeletes()
-			if len(work) == 0 && len(deletes) == 0 {
-				delay = firstReconcileRetry
-				if later == 0 {
-					break
-				}
-				// Deletes to finish once the grace after the outage
-				// has passed.
-				timer.Reset(later)
-				select {
-				case <-ctx.Done():
-					return
-				case <-timer.C:
-				}
-				continue
-			}
-			if c.reconcileRound(ctx, work) && c.finishDeletes(ctx, deletes) {
-				delay = firstReconcileRetry
-				continue
-			}
-			timer.Reset(delay)
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
+		var checks []ledger.Check
+		c.exits.mu.Lock()
+		checks = c.exits.l.TakeChecks()
+		c.exits.mu.Unlock()
+		due, later := c.exits.dueFinishes()
+		answered := c.reconcileRound(ctx, checks) && c.finishDeletes(ctx, due)
+		var wait time.Duration
+		switch {
+		case !answered:
+			wait = delay
 			if delay *= 2; delay > maxReconcileRetry {
 				delay = maxReconcileRetry
 			}
+		case later > 0:
+			delay, wait = firstReconcileRetry, later
+		default:
+			delay = firstReconcileRetry
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+		}
+		// After a round containerd did not answer, wait out the backoff
+		// (questions it hands back would wake us at once), unless the
+		// stream goes live again: containerd serves, and the exits of the
+		// outage are due.
+		wake := c.exits.wake
+		if !answered {
+			wake = nil
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-c.exits.relive:
+			delay = firstReconcileRetry
+		case <-timer.C:
+		}
+		if wait > 0 && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
 	}
 }
 
-// finishGrace is how long after containerd's return the client waits
-// before finishing a cut-off delete itself: a caller that retries (the
-// documented recovery, whose answer carries the exit status) goes first.
-const finishGrace = 5 * time.Second
-
-// finishLater records a delete whose outcome is unknown. The reconciler
-// finishes it once containerd is back from its next outage (the stream live
-// again) and finishGrace has passed: a daemon that deleted once and gave
-// up, because containerd went away, is covered.
-func (c *Client) finishLater(p *process) {
-	c.unfinished.Store(p, c.ledger.liveEpoch())
-}
-
-// unfinishedDeletes returns the cut-off deletes to finish now, and how
-// long until the next one is due (0: none waiting).
-func (c *Client) unfinishedDeletes() (due []*process, later time.Duration) {
-	epoch, since := c.ledger.liveSince()
-	wait := finishGrace - time.Since(since)
-	c.unfinished.Range(func(k, v any) bool {
-		switch {
-		case v.(uint64) >= epoch:
-			// Its outage has not ended yet: the next live wakes us.
-		case wait > 0:
-			later = wait
-		default:
-			due = append(due, k.(*process))
-		}
+// reconcileRound asks containerd each question, a bounded number of
+// containers at once, and reports whether every one was answered (the rest
+// are handed out again).
+func (c *Client) reconcileRound(ctx context.Context, checks []ledger.Check) bool {
+	if len(checks) == 0 {
 		return true
-	})
-	return due, later
-}
-
-// finishDeletes deletes again each process whose delete was cut off, and
-// reports whether containerd answered every one.
-func (c *Client) finishDeletes(ctx context.Context, procs []*process) bool {
-	done := true
-	for _, p := range procs {
-		c.unfinished.Delete(p)
-		cctx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
-		_, err := p.Delete(cctx) // records itself again if cut off again
-		cancel()
-		switch {
-		case err == nil, errclass.IsNotFound(err):
-		case errclass.OutcomeUnknown(err):
-			done = false
-		default:
-			c.logger.WithError(err).WithFields(log.Fields{"container": p.ctr.id, "process": p.key().processID}).
-				Warn("cannot finish a delete cut off earlier")
-		}
 	}
-	return done
-}
-
-// reconcileRound asks about each container's processes, a bounded number of
-// containers at once, and reports whether every question was answered.
-func (c *Client) reconcileRound(ctx context.Context, work map[string][]checkTarget) bool {
 	ctx = c.withNamespace(ctx)
+	byContainer := map[string][]ledger.Check{}
+	for _, ck := range checks {
+		byContainer[ck.Key.Container] = append(byContainer[ck.Key.Container], ck)
+	}
 	sem := make(chan struct{}, reconcileWorkers)
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
 		failed bool
 	)
-	for _, targets := range work {
+	for _, list := range byContainer {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
-			return false
+		}
+		if ctx.Err() != nil {
+			for _, ck := range list {
+				c.exits.do(func(l *ledger.Ledger) { l.CheckFailed(ck.Token) })
+			}
+			failed = true
+			continue
 		}
 		wg.Add(1)
-		go func(targets []checkTarget) {
+		go func(list []ledger.Check) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			for _, t := range targets {
-				if !c.reconcileOne(ctx, t) {
+			for _, ck := range list {
+				if !c.reconcileOne(ctx, ck) {
 					mu.Lock()
 					failed = true
 					mu.Unlock()
 				}
 			}
-		}(targets)
+		}(list)
 	}
 	wg.Wait()
 	return !failed
@@ -169,44 +144,99 @@ func (c *Client) reconcileRound(ctx context.Context, work map[string][]checkTarg
 
 // reconcileOne asks containerd about one process and tells the ledger;
 // false when containerd could not answer.
-func (c *Client) reconcileOne(ctx context.Context, t checkTarget) bool {
-	isInit := t.key.processID == t.key.containerID
-	execID := t.key.processID
-	if isInit {
-		execID = ""
-	}
+func (c *Client) reconcileOne(ctx context.Context, ck ledger.Check) bool {
 	cctx, cancel := context.WithTimeout(ctx, reconcileCallTimeout)
-	p, err := c.getProcess(cctx, t.key.containerID, execID)
+	p, err := c.getProcess(cctx, ck.Key.Container, execIDOf(ck.Key.Container, ck.Key.Process))
 	cancel()
-	if err != nil && !errclass.IsNotFound(err) {
+	r, ok := reportOf(p, err)
+	if !ok {
 		if ctx.Err() == nil {
-			c.logger.WithError(err).WithFields(log.Fields{"container": t.key.containerID, "process": t.key.processID}).Debug("reconcile: get process")
+			c.logger.WithError(err).WithFields(log.Fields{"container": ck.Key.Container, "process": ck.Key.Process}).
+				Debug("reconcile: containerd did not answer; asking again")
 		}
+		c.exits.do(func(l *ledger.Ledger) { l.CheckFailed(ck.Token) })
 		return false
 	}
-	l := c.ledger
-	logger := c.logger.WithFields(log.Fields{"container": t.key.containerID, "process": t.key.processID, "pid": t.pid})
-	if err != nil || p.Pid != t.pid && p.Pid != 0 {
-		// Gone, or another process under the key: confirmed gone. The
-		// ledger guesses 255 unless a real exit arrives first.
-		logger.Info("reconcile: process gone")
-		if isInit {
-			l.taskGone(t.key.containerID, t.pid)
-		} else {
-			l.gone(t.key, t.pid)
+	c.exits.do(func(l *ledger.Ledger) { l.CheckAnswer(ck.Token, r) })
+	return true
+}
+
+// reportOf turns containerd's Get answer into what the ledger takes; false
+// when it says nothing (no answer, or the shim unreachable).
+func reportOf(p *taskProcess, err error) (ledger.Report, bool) {
+	if err != nil {
+		return ledger.Report{Status: ledger.Gone}, errclass.IsNotFound(err)
+	}
+	r := ledger.Report{Pid: p.Pid}
+	switch p.Status {
+	case tasktypes.Status_CREATED:
+		r.Status = ledger.Created
+	case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
+		r.Status = ledger.Running
+	case tasktypes.Status_STOPPED:
+		r.Status, r.Code, r.At = ledger.Stopped, p.ExitStatus, timeOf(p.ExitedAt)
+	default:
+		return r, false
+	}
+	return r, true
+}
+
+// finishDeletes finishes each delete whose outcome was unknown, only if
+// containerd still shows the very process it was for, and reports whether
+// containerd answered every one.
+func (c *Client) finishDeletes(ctx context.Context, due []finishWork) bool {
+	done := true
+	for _, w := range due {
+		cctx, cancel := context.WithTimeout(c.withNamespace(ctx), reconcileCallTimeout)
+		if !c.finishDelete(cctx, w) {
+			done = false
 		}
+		cancel()
+	}
+	return done
+}
+
+func (c *Client) finishDelete(ctx context.Context, w finishWork) bool {
+	p := w.p
+	p.deleting.Lock()
+	defer p.deleting.Unlock()
+	ref := ledger.Ref{ID: w.f.ID, Key: w.f.Key, Pid: w.f.Pid}
+	st, err := c.getProcess(ctx, w.f.Key.Container, execIDOf(w.f.Key.Container, w.f.Key.Process))
+	r, ok := reportOf(st, err)
+	if !ok {
+		c.requeueFinish(w)
+		return false
+	}
+	if r.Status == ledger.Gone || r.Pid != w.f.Pid {
+		// Not there any more, or another process: nothing of ours to
+		// delete (the ledger clears the finish).
+		c.exits.do(func(l *ledger.Ledger) { l.Resolve(ref, ledger.Report{Status: ledger.Gone}) })
+		p.releaseIO()
 		return true
 	}
-	switch p.Status {
-	case tasktypes.Status_STOPPED:
-		logger.WithField("exit-code", p.ExitStatus).Info("reconcile: an exit the event stream missed")
-		l.report(t.key, t.pid, exitNews{code: p.ExitStatus, at: timeOf(p.ExitedAt), source: fromReconcile}, false, false)
-	case tasktypes.Status_CREATED:
-		l.notStarted(t.key, t.pid)
-	case tasktypes.Status_UNKNOWN:
-		return false // the shim is unreachable for now
-	default:
-		l.running(t.key, t.pid)
+	if !c.exits.ask(func(l *ledger.Ledger) bool { return l.FinishPending(w.f.ID) }) {
+		return true // a caller's retry came first
 	}
-	return true
+	_, _, err = p.deleteOnce(ctx)
+	switch {
+	case err == nil, errclass.IsNotFound(err):
+		return true
+	case errclass.OutcomeUnknown(err):
+		c.requeueFinish(w)
+		return false
+	default:
+		c.logger.WithError(err).WithFields(log.Fields{"container": w.f.Key.Container, "process": w.f.Key.Process}).
+			Warn("cannot finish a delete cut off earlier; the process stays until its task is deleted")
+		return true
+	}
+}
+
+// requeueFinish hands a finish whose questions containerd did not answer to
+// the next round.
+func (c *Client) requeueFinish(w finishWork) {
+	x := c.exits
+	x.mu.Lock()
+	x.finishes = append(x.finishes, pendingFinish{f: w.f, due: time.Now()})
+	x.unfinished[w.f.ID] = w.p
+	x.mu.Unlock()
 }

@@ -3,22 +3,27 @@
 package libcontainerd
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
-	"strconv"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	shimapi "github.com/containerd/containerd/api/runtime/task/v3"
 	tasktypes "github.com/containerd/containerd/api/types/task"
-	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 )
 
 // Exits while containerd is down.
@@ -30,10 +35,20 @@ import (
 // are all gone before it serves anything ("cleaning leaked shim process",
 // its fix for containerd #6860): the task and its exit status vanish, and
 // reconcile could only say 255. Until that moment the status is in the shim.
-// So while the event stream is down the client asks each tracked process's
-// shim itself, over the shim's own ttrpc task API, and reports the exits it
-// hears of to the ledger, which delivers them once containerd serves again;
-// the reconciler covers whatever it could not reach.
+// So while the event stream is down the client asks each watched process's
+// shim itself, over the shim's own ttrpc task API, and reports what it
+// hears to the ledger, which delivers it once containerd serves again; the
+// reconciler covers whatever it could not reach.
+//
+// Which shim: containerd names a shim's socket after its own address, the
+// namespace and the container ID (sha256 of address/namespace/id, in
+// <state>/s: containerd's shim.SocketAddress, the same in 1.6, 1.7 and 2.x).
+// The client dials only that socket, only if it is a socket owned by root
+// (the user containerd and its shims run as) in a root-owned directory that
+// no one else may write: nothing an unprivileged local user can make or
+// replace. Where containerd's address is not known (a client that is not on
+// a unix socket), the task's init process leads to its shim (its parent),
+// which must run as root from a shim executable, and serve such a socket.
 
 const (
 	// shimDialTimeout bounds connecting to one shim's socket.
@@ -44,22 +59,29 @@ const (
 	// init is waited on, reported the moment it exits): their status stays
 	// in the shim while the init lives, so this only bounds latency.
 	shimPollInterval = time.Second
+	// shimCallTimeout bounds one State call; the connection is closed
+	// rather than the call cancelled, so no late answer lands on a stream
+	// ttrpc has forgotten (it logs those at error level).
+	shimCallTimeout = 5 * time.Second
 	// The shim task API: 2.x shims serve v3 only (bootstrap.json says so),
-	// older ones v2 only. The Wait messages are the same on both.
+	// older ones v2 only. The calls used are the same on both.
 	shimTaskV2 = "containerd.task.v2.Task"
 	shimTaskV3 = "containerd.task.v3.Task"
+	// defaultShimSocketDir is where shims serve: containerd's default state
+	// dir's "s" (shim.SocketAddress uses defaults.DefaultStateDir whatever
+	// the configured state dir).
+	defaultShimSocketDir = "/run/containerd/s"
 )
 
-// shimEndpoint is where a shim's task API is served.
+// shimEndpoint is where a container's shim serves its task API.
 type shimEndpoint struct {
-	socket  string // unix socket path
-	service string // ttrpc service name of its task API
-	pid     uint32 // the init process it was found through
+	socket string
+	pid    uint32 // the init process it was found through (0: by address)
 }
 
-// shimSockets remembers each container's shim endpoint, looked up while the
-// container runs: once its processes are gone, the shim can no longer be
-// found through them.
+// shimSockets remembers each container's shim endpoint, found while its
+// init runs: once its processes are gone, the shim can no longer be found
+// through them.
 type shimSockets struct {
 	mu     sync.Mutex
 	byName map[string]shimEndpoint // by container ID
@@ -87,95 +109,159 @@ func (s *shimSockets) set(containerID string, e shimEndpoint) {
 func (s *shimSockets) forget(containerID string, pid uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.byName[containerID]; ok && (pid == 0 || e.pid == pid) {
+	if e, ok := s.byName[containerID]; ok && (pid == 0 || e.pid == 0 || e.pid == pid) {
 		delete(s.byName, containerID)
 	}
 }
 
 // noteShim records the shim endpoint of a container whose init process pid
-// has just started.
+// has just been created or started.
 func (c *Client) noteShim(containerID string, pid uint32) {
-	if e, ok := c.shims.get(containerID); ok && e.pid == pid {
+	if e, ok := c.shims.get(containerID); ok && (e.pid == pid || e.pid == 0) {
 		return // Start noted it; this is its TaskStart event
 	}
-	if e, err := findShim(c.ns, pid); err == nil {
-		e.pid = pid
-		c.shims.set(containerID, e)
-	} else {
+	e, err := c.findShim(containerID, pid)
+	if err != nil {
 		c.logger.WithError(err).WithField("container", containerID).Debug("shim not found")
+		return
 	}
+	c.shims.set(containerID, e)
 }
 
-// findShim finds the endpoint of the shim that runs process pid in namespace
-// ns: the shim is the process's parent (its subreaper) and runs in the task's
-// bundle directory, which says where it serves: bootstrap.json from 2.0 on
-// (address, protocol and task API version), a file named "address" before.
-func findShim(ns string, pid uint32) (shimEndpoint, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// shimSocket is the socket containerd names for container id's shim.
+func (c *Client) shimSocket(id string) string {
+	address := c.daemonAddress()
+	if address == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(filepath.Join(address, c.ns, id)))
+	return filepath.Join(c.shimSocketDir, fmt.Sprintf("%x", sum))
+}
+
+// findShim finds the endpoint of container id's shim: the socket containerd
+// names for it, or, found through its init process pid, the socket its
+// parent serves. Either only if trusted (trustedShimSocket).
+func (c *Client) findShim(id string, pid uint32) (shimEndpoint, error) {
+	if socket := c.shimSocket(id); socket != "" {
+		if err := c.trustedShimSocket(socket); err == nil {
+			return shimEndpoint{socket: socket}, nil
+		}
+	}
+	if pid == 0 {
+		return shimEndpoint{}, errors.New("no shim socket named for the container, and no process to find it by")
+	}
+	socket, err := c.shimOfProcess(pid)
 	if err != nil {
 		return shimEndpoint{}, err
 	}
-	// The command name may contain spaces and parentheses: the fields
-	// after it start past the last ')'; the parent is the second.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return shimEndpoint{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 2 {
-		return shimEndpoint{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	ppid, err := strconv.Atoi(fields[1])
+	return shimEndpoint{socket: socket, pid: pid}, nil
+}
+
+// shimOfProcess finds the socket of the shim that runs process pid: its
+// parent, which must run as root from a containerd-shim executable, serves a
+// socket named in its bundle directory (its working directory):
+// bootstrap.json from 2.0 on, a file named "address" before.
+func (c *Client) shimOfProcess(pid uint32) (string, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return shimEndpoint{}, err
+		return "", err
 	}
-	// Only a shim of our namespace: anything else is not ours to dial.
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", ppid))
+	ppid := procField(status, "PPid:")
+	if len(ppid) != 1 {
+		return "", fmt.Errorf("unexpected /proc/%d/status", pid)
+	}
+	parent := "/proc/" + ppid[0]
+	pstatus, err := os.ReadFile(parent + "/status")
 	if err != nil {
-		return shimEndpoint{}, err
+		return "", err
 	}
-	if !bytes.Contains(cmdline, []byte("containerd-shim")) || !bytes.Contains(cmdline, []byte("\x00-namespace\x00"+ns+"\x00")) {
-		return shimEndpoint{}, fmt.Errorf("parent %d of %d is not a shim of namespace %s", ppid, pid, ns)
+	// Real, effective, saved and file-system uid: all root.
+	for _, uid := range procField(pstatus, "Uid:") {
+		if uid != "0" {
+			return "", fmt.Errorf("parent %s of %d does not run as root: not a shim", ppid[0], pid)
+		}
 	}
-	bundle := fmt.Sprintf("/proc/%d/cwd/", ppid)
-	e := shimEndpoint{service: shimTaskV2}
+	exe, err := os.Readlink(parent + "/exe")
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(filepath.Base(exe), "containerd-shim") {
+		return "", fmt.Errorf("parent %s of %d runs %s: not a shim", ppid[0], pid, exe)
+	}
 	var address string
-	if b, err := os.ReadFile(bundle + "bootstrap.json"); err == nil {
+	if b, err := os.ReadFile(parent + "/cwd/bootstrap.json"); err == nil {
 		var params struct {
-			Version  int    `json:"version"`
 			Address  string `json:"address"`
 			Protocol string `json:"protocol"`
 		}
 		if err := json.Unmarshal(b, &params); err != nil {
-			return shimEndpoint{}, fmt.Errorf("shim %d bootstrap.json: %w", ppid, err)
+			return "", fmt.Errorf("shim %s bootstrap.json: %w", ppid[0], err)
 		}
 		if params.Protocol != "" && params.Protocol != "ttrpc" {
-			return shimEndpoint{}, fmt.Errorf("shim %d serves %s, not ttrpc", ppid, params.Protocol)
-		}
-		if params.Version >= 3 {
-			e.service = shimTaskV3
+			return "", fmt.Errorf("shim %s serves %s, not ttrpc", ppid[0], params.Protocol)
 		}
 		address = params.Address
-	} else if b, err := os.ReadFile(bundle + "address"); err == nil {
+	} else if b, err := os.ReadFile(parent + "/cwd/address"); err == nil {
 		address = strings.TrimSpace(string(b))
 	} else {
-		return shimEndpoint{}, fmt.Errorf("shim %d: no bootstrap.json or address in its bundle: %w", ppid, err)
+		return "", fmt.Errorf("shim %s: no bootstrap.json or address in its bundle: %w", ppid[0], err)
 	}
 	socket, ok := strings.CutPrefix(address, "unix://")
 	if !ok {
-		return shimEndpoint{}, fmt.Errorf("shim %d has address %q, not a unix socket", ppid, address)
+		return "", fmt.Errorf("shim %s has address %q, not a unix socket", ppid[0], address)
 	}
-	e.socket = socket
-	return e, nil
+	if err := c.trustedShimSocket(socket); err != nil {
+		return "", err
+	}
+	return socket, nil
 }
 
-// watchShims starts watching, on its shim, every process whose exit is not
-// known, and returns at once: the new subscription never waits for the
-// watch. What it hears goes to the ledger, which delivers it once containerd
-// serves again (so the daemon's Delete on that exit can act). A process the
-// ledger learns of during the outage (a Start cut off by the kill reports
-// itself a moment after the stream broke) is watched too. stop ends the
-// watch without waiting; Close waits for its goroutines.
+// procField returns the whitespace-separated values of a /proc status line.
+func procField(status []byte, name string) []string {
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			return strings.Fields(v)
+		}
+	}
+	return nil
+}
+
+// trustedShimSocket checks that socket is one a shim of containerd's
+// serves: a socket (not a link) owned by root, directly in the shim socket
+// directory, which root owns and no one else may write.
+func (c *Client) trustedShimSocket(socket string) error {
+	if filepath.Dir(filepath.Clean(socket)) != filepath.Clean(c.shimSocketDir) {
+		return fmt.Errorf("%s is not in %s", socket, c.shimSocketDir)
+	}
+	dir, err := os.Lstat(c.shimSocketDir)
+	if err != nil {
+		return err
+	}
+	if !dir.IsDir() || ownerOf(dir) != 0 || dir.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is not a directory only root can write", c.shimSocketDir)
+	}
+	fi, err := os.Lstat(socket)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Type() != fs.ModeSocket || ownerOf(fi) != 0 {
+		return fmt.Errorf("%s is not a socket owned by root", socket)
+	}
+	return nil
+}
+
+func ownerOf(fi fs.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
+}
+
+// watchShims watches, on their shims, the processes the ledger wants
+// watched, and returns at once: the new subscription never waits for the
+// watch. A process the ledger learns of during the outage (a Start cut off
+// by the kill reports itself a moment after the stream broke) is watched
+// too. stop ends the watch without waiting; Close waits for its goroutines.
 //
 // Bounded: at most shimDialers dials at once, one connection per shim, one
 // goroutine per shim (not per process).
@@ -185,22 +271,22 @@ func (c *Client) watchShims(ctx context.Context) (stop func()) {
 	go func() {
 		defer c.watches.Done()
 		dials := make(chan struct{}, shimDialers)
-		watched := map[procKey]bool{}
+		watched := map[ledger.Watch]bool{}
 		for {
-			byContainer := map[string]map[procKey]uint32{}
-			for key, pid := range c.ledger.tracked() {
-				if watched[key] {
-					continue
+			var list []ledger.Watch
+			c.exits.mu.Lock()
+			list = c.exits.l.Watched()
+			c.exits.mu.Unlock()
+			byContainer := map[string][]ledger.Watch{}
+			for _, w := range list {
+				if !watched[w] {
+					watched[w] = true
+					byContainer[w.Key.Container] = append(byContainer[w.Key.Container], w)
 				}
-				watched[key] = true
-				if byContainer[key.containerID] == nil {
-					byContainer[key.containerID] = map[procKey]uint32{}
-				}
-				byContainer[key.containerID][key] = pid
 			}
 			for containerID, procs := range byContainer {
 				c.watches.Add(1)
-				go func(containerID string, procs map[procKey]uint32) {
+				go func(containerID string, procs []ledger.Watch) {
 					defer c.watches.Done()
 					c.watchShim(ctx, dials, containerID, procs)
 				}(containerID, procs)
@@ -208,7 +294,7 @@ func (c *Client) watchShims(ctx context.Context) (stop func()) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-c.ledger.added:
+			case <-c.exits.watch:
 			}
 		}
 	}()
@@ -217,14 +303,15 @@ func (c *Client) watchShims(ctx context.Context) (stop func()) {
 
 // watchShim watches one container's processes on its shim: it waits on the
 // init (the common exit, reported at once) and asks after each exec between
-// waits, until all have exited or ctx ends.
-func (c *Client) watchShim(ctx context.Context, dials chan struct{}, containerID string, procs map[procKey]uint32) {
+// polls, until all have ended or ctx ends. Its calls are never cancelled:
+// the connection is closed instead.
+func (c *Client) watchShim(ctx context.Context, dials chan struct{}, containerID string, procs []ledger.Watch) {
 	shim, found := c.shims.get(containerID)
 	if !found {
-		// Not seen starting (a task adopted after a restart): any live
-		// process of the container leads to its shim.
-		for _, pid := range procs {
-			if e, err := findShim(c.ns, pid); err == nil {
+		// Not seen starting (a task adopted after a restart): its shim's
+		// socket, or any live process of the container, leads to it.
+		for _, w := range procs {
+			if e, err := c.findShim(containerID, w.Pid); err == nil {
 				shim, found = e, true
 				break
 			}
@@ -232,6 +319,10 @@ func (c *Client) watchShim(ctx context.Context, dials chan struct{}, containerID
 	}
 	if !found {
 		return // the reconciler will have to do
+	}
+	if err := c.trustedShimSocket(shim.socket); err != nil {
+		c.logger.WithError(err).WithField("container", containerID).Debug("shim socket not trusted: not watched")
+		return
 	}
 	select {
 	case dials <- struct{}{}:
@@ -246,56 +337,106 @@ func (c *Client) watchShim(ctx context.Context, dials chan struct{}, containerID
 	}
 	client := ttrpc.NewClient(conn)
 	defer client.Close()
+	// A call's context never ends: ending the watch closes the
+	// connection, which ends every call without a late answer.
+	callCtx := context.WithoutCancel(ctx)
+	stopClose := context.AfterFunc(ctx, func() { client.Close() })
+	defer stopClose()
 	logger := c.logger.WithField("container", containerID)
-	for len(procs) > 0 && ctx.Err() == nil {
-		initKey := procKey{containerID, containerID}
-		for key, pid := range procs {
-			req := &shimapi.StateRequest{ID: containerID}
-			if key != initKey {
-				req.ExecID = key.processID
+	// Which task API it serves: v3 (2.x) or v2; asked with the first
+	// State, before anything runs concurrently.
+	service := shimTaskV3
+	probe := &shimapi.StateRequest{ID: containerID, ExecID: execIDOf(containerID, procs[0].Key.Process)}
+	var first shimapi.StateResponse
+	err = c.timedShimCall(client, func() error { return client.Call(callCtx, service, "State", probe, &first) })
+	if status.Code(err) == codes.Unimplemented {
+		service = shimTaskV2
+	}
+	call := func(method string, req, resp any) error { return client.Call(callCtx, service, method, req, resp) }
+	pending := map[ledger.Key]uint32{}
+	for _, w := range procs {
+		pending[w.Key] = w.Pid
+	}
+	initKey := ledger.InitKey(containerID)
+	waiting := false
+	initDone := make(chan *shimapi.WaitResponse, 1)
+	for len(pending) > 0 && ctx.Err() == nil {
+		for key, pid := range pending {
+			if key == initKey && waiting {
+				continue
 			}
+			req := &shimapi.StateRequest{ID: containerID, ExecID: execIDOf(containerID, key.Process)}
 			var resp shimapi.StateResponse
-			if err := client.Call(ctx, shim.service, "State", req, &resp); err != nil {
+			if err := c.timedShimCall(client, func() error { return call("State", req, &resp) }); err != nil {
 				if ctx.Err() == nil {
-					logger.WithError(err).WithField("process", key.processID).Debug("state from shim")
+					logger.WithError(err).WithField("process", key.Process).Debug("state from shim")
 				}
 				if errors.Is(err, ttrpc.ErrClosed) {
 					return
 				}
 				continue
 			}
-			if resp.Pid != pid && resp.Pid != 0 || resp.Status == tasktypes.Status_STOPPED {
-				c.shimExit(key, pid, resp.Pid == pid, resp.ExitStatus, timeOf(resp.ExitedAt))
-				delete(procs, key)
+			if c.shimReport(key, pid, &resp) {
+				delete(pending, key)
 			}
 		}
-		if pid, ok := procs[initKey]; ok {
-			wctx, cancel := context.WithTimeout(ctx, shimPollInterval)
-			var resp shimapi.WaitResponse
-			err := client.Call(wctx, shim.service, "Wait", &shimapi.WaitRequest{ID: containerID}, &resp)
-			cancel()
-			if err == nil {
-				c.shimExit(initKey, pid, true, resp.ExitStatus, timeOf(resp.ExitedAt))
-				delete(procs, initKey)
-			}
-			continue
+		if _, ok := pending[initKey]; ok && !waiting {
+			// The init is waited on: its exit is reported the moment it
+			// happens.
+			waiting = true
+			c.watches.Add(1)
+			go func() {
+				defer c.watches.Done()
+				var resp shimapi.WaitResponse
+				if err := call("Wait", &shimapi.WaitRequest{ID: containerID}, &resp); err == nil {
+					initDone <- &resp
+					return
+				}
+				initDone <- nil
+			}()
 		}
 		timer := time.NewTimer(shimPollInterval)
 		select {
 		case <-ctx.Done():
+		case resp := <-initDone:
+			waiting = false
+			if pid, ok := pending[initKey]; ok && resp != nil {
+				c.shimReport(initKey, pid, &shimapi.StateResponse{Pid: pid, Status: tasktypes.Status_STOPPED, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt})
+				delete(pending, initKey)
+			}
 		case <-timer.C:
 		}
 		timer.Stop()
 	}
 }
 
-// shimExit reports what the shim said of a process: its exit (real), or
-// that it is gone (another pid under the key).
-func (c *Client) shimExit(key procKey, pid uint32, same bool, code uint32, exitedAt time.Time) {
-	if !same {
-		return // the reconciler confirms a vanished one
+// timedShimCall runs one call, closing the shim's connection if it takes
+// longer than shimCallTimeout (a frozen shim) rather than cancelling it.
+func (c *Client) timedShimCall(client *ttrpc.Client, call func() error) error {
+	t := time.AfterFunc(shimCallTimeout, func() { client.Close() })
+	defer t.Stop()
+	return call()
+}
+
+// shimReport tells the ledger what the shim said of a process, and reports
+// whether the watch is done with it (it ended, or another runs under its
+// key).
+func (c *Client) shimReport(key ledger.Key, pid uint32, resp *shimapi.StateResponse) bool {
+	r := ledger.Report{Pid: resp.Pid}
+	switch resp.Status {
+	case tasktypes.Status_CREATED:
+		r.Status = ledger.Created
+	case tasktypes.Status_STOPPED:
+		r.Status, r.Code, r.At = ledger.Stopped, resp.ExitStatus, timeOf(resp.ExitedAt)
+	case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
+		r.Status = ledger.Running
+	default:
+		return false
 	}
-	c.logger.WithFields(log.Fields{"container": key.containerID, "process": key.processID, "exit-code": code}).
-		Info("an exit heard from the shim while containerd is down")
-	c.ledger.report(key, pid, exitNews{code: code, at: exitedAt, source: fromShim}, false, false)
+	if r.Status == ledger.Stopped {
+		c.logger.WithField("container", key.Container).WithField("process", key.Process).WithField("exit-code", r.Code).
+			Debug("an exit heard from the shim while containerd is down")
+	}
+	c.exits.do(func(l *ledger.Ledger) { l.ShimReport(key, pid, r) })
+	return r.Status == ledger.Stopped || pid != 0 && resp.Pid != 0 && resp.Pid != pid
 }

@@ -15,6 +15,8 @@ import (
 	shimapi "github.com/containerd/containerd/api/runtime/task/v3"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/ttrpc"
+
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 )
 
 // fakeShim serves the two calls the shim watch makes: State (running, with
@@ -27,9 +29,9 @@ type fakeShim struct {
 	pids   map[string]uint32 // by exec ID ("" for the init)
 }
 
-func startFakeShim(t *testing.T, pids map[string]uint32) *fakeShim {
+func startFakeShim(t *testing.T, dir, name string, pids map[string]uint32) *fakeShim {
 	t.Helper()
-	s := &fakeShim{socket: filepath.Join(t.TempDir(), "shim.sock"), pids: pids}
+	s := &fakeShim{socket: filepath.Join(dir, name), pids: pids}
 	l, err := net.Listen("unix", s.socket)
 	if err != nil {
 		t.Fatal(err)
@@ -83,19 +85,24 @@ func (l *countingListener) Accept() (net.Conn, error) {
 func TestShimWatchBounded(t *testing.T) {
 	const containers, execs = 40, 3
 	c := testClient(nil)
+	// A root-owned directory only root writes, as containerd's shim socket
+	// directory (the test runs as root, as the suite does).
+	c.shimSocketDir = t.TempDir()
 	var shims []*fakeShim
 	for i := 0; i < containers; i++ {
 		id := fmt.Sprintf("c%d", i)
 		pids := map[string]uint32{"": uint32(1000 + i*10)}
-		c.ledger.started(procKey{id, id}, pids[""], 0, true)
+		init := ledger.InitKey(id)
+		c.exits.do(func(l *ledger.Ledger) { l.Adopt(init, pids[""], ledger.Ref{}) })
 		for j := 0; j < execs; j++ {
 			exec := fmt.Sprintf("e%d", j)
 			pids[exec] = pids[""] + uint32(j) + 1
-			c.ledger.started(procKey{id, exec}, pids[exec], 0, true)
+			key, pid := ledger.Key{Container: id, Process: exec}, pids[exec]
+			c.exits.do(func(l *ledger.Ledger) { l.Adopt(key, pid, ledger.Ref{Key: init, Pid: pids[""]}) })
 		}
-		shim := startFakeShim(t, pids)
+		shim := startFakeShim(t, c.shimSocketDir, id, pids)
 		shims = append(shims, shim)
-		c.shims.set(id, shimEndpoint{socket: shim.socket, service: shimTaskV3, pid: pids[""]})
+		c.shims.set(id, shimEndpoint{socket: shim.socket, pid: pids[""]})
 	}
 	before := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -120,9 +127,10 @@ func TestShimWatchBounded(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // counting calls: nothing to await
 	}
-	// Our goroutines: one per shim plus ttrpc's two per connection; the
-	// fake shims' servers add theirs (two per connection too).
-	if extra := runtime.NumGoroutine() - before; extra > containers*6 {
+	// Our goroutines: one per shim and its init's wait, plus ttrpc's two
+	// per connection; the fake shims' servers add theirs (two per
+	// connection, one per call in flight).
+	if extra := runtime.NumGoroutine() - before; extra > containers*8 {
 		t.Errorf("%d goroutines for %d shims of %d processes each", extra, containers, execs+1)
 	}
 	for i, s := range shims {

@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/lcdkit/libcontainerd/v2/internal/errclass"
+	"github.com/lcdkit/libcontainerd/v2/internal/ledger"
 	libtypes "github.com/lcdkit/libcontainerd/v2/types"
 )
 
@@ -49,20 +50,30 @@ func (c *container) newTask(pid uint32, rio cio.IO) *task {
 // until it knows, and delivers the exit of a task that started and already
 // ended).
 func (t *task) Start(ctx context.Context) error {
+	x := t.exits()
+	id := ledger.ID(t.inc.Load())
+	x.do(func(l *ledger.Ledger) { l.StartBegin(id) })
 	r, err := t.tasks().Start(t.ctx(ctx), &tasks.StartRequest{ContainerID: t.ctr.id})
 	if err != nil {
 		err = wrapError(err)
 		if errclass.OutcomeUnknown(err) {
 			// It may have started with only the answer lost: the
-			// reconciler finds out, so its exit is not missed.
-			t.ctr.client.ledger.started(t.key(), t.Pid(), 0, false)
+			// reconciler asks containerd, so its exit is not missed.
+			x.do(func(l *ledger.Ledger) { l.StartUnknown(id) })
+		} else {
+			x.do(func(l *ledger.Ledger) { l.StartFailed(id) })
 		}
 		return err
 	}
 	// The same pid as at create, except for a restored task: its process
 	// exists only now (and moby's daemon reads Pid after Start).
 	t.pid.Store(r.Pid)
-	t.ctr.client.ledger.started(t.key(), r.Pid, r.Pid, true)
+	if id == 0 {
+		// A handle loaded from containerd: from now on its exit is ours.
+		t.inc.Store(uint64(x.id(func(l *ledger.Ledger) ledger.ID { return l.Adopt(t.ref().Key, r.Pid, ledger.Ref{}) })))
+	} else {
+		x.do(func(l *ledger.Ledger) { l.Started(id, r.Pid) })
+	}
 	// Found now, while the process lives: see shimwatch.go.
 	t.ctr.client.noteShim(t.ctr.id, r.Pid)
 	return nil
@@ -86,17 +97,19 @@ func (t *task) Status(ctx context.Context) (containerd.Status, error) {
 	if err != nil {
 		return containerd.Status{}, err
 	}
-	l := t.ctr.client.ledger
+	x := t.exits()
 	switch p.Status {
-	case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED:
+	case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
 		// How a restarted daemon re-adopts its tasks: LoadContainer →
 		// Task → Status. From now on their exits are ours to deliver.
-		l.started(t.key(), p.Pid, p.Pid, true)
+		key := t.ref().Key
+		t.inc.Store(uint64(x.id(func(l *ledger.Ledger) ledger.ID { return l.Adopt(key, p.Pid, ledger.Ref{}) })))
 	case tasktypes.Status_STOPPED:
-		// Only a process the ledger tracks gets its exit from here (a
+		// Only a process the ledger holds gets its exit from here (a
 		// Start whose answer was lost); a task loaded stopped is the
 		// caller's to handle.
-		l.report(t.key(), p.Pid, exitNews{code: p.ExitStatus, at: timeOf(p.ExitedAt), source: fromReconcile}, false, false)
+		ref := t.ref()
+		x.do(func(l *ledger.Ledger) { l.StatusStopped(ref, p.Pid, p.ExitStatus, timeOf(p.ExitedAt)) })
 	}
 	return containerd.Status{
 		Status:     containerd.ProcessStatus(strings.ToLower(p.Status.String())),
@@ -110,8 +123,9 @@ func (t *task) Status(ctx context.Context) (containerd.Status, error) {
 // the task is gone (its FIFOs too).
 func (t *task) ForceDelete(ctx context.Context) error {
 	ctx = t.ctx(ctx)
-	l := t.ctr.client.ledger
-	if t.stoppedAtLoad || l.knownStopped(t.key(), t.Pid()) {
+	x := t.exits()
+	ref := t.ref()
+	if t.stoppedAtLoad || x.ask(func(l *ledger.Ledger) bool { return l.KnownStopped(ref) }) {
 		// Stopped for good: nothing to kill or wait for (a task
 		// re-adopted after a containerd crash would otherwise cost a
 		// Kill that succeeds on 1.6 and a Wait).
@@ -119,6 +133,11 @@ func (t *task) ForceDelete(ctx context.Context) error {
 			return err
 		}
 	}
+	t.resolveStart(ctx)
+	// No guess is made for the process while this runs: the wait's and
+	// the delete's answers carry its real exit.
+	id := x.id(func(l *ledger.Ledger) ledger.ID { return l.KillWaitBegin(t.ref()) })
+	defer x.do(func(l *ledger.Ledger) { l.KillWaitEnd(id) })
 	_, err := t.tasks().Kill(ctx, &tasks.KillRequest{ContainerID: t.ctr.id, Signal: uint32(syscall.SIGKILL), All: true})
 	if err != nil && !errclass.IsNotFound(err) {
 		return wrapErrorf(err, "kill task "+t.ctr.id)
@@ -148,13 +167,13 @@ func (t *task) ForceDelete(ctx context.Context) error {
 		}
 		return err
 	}
-	if _, err = t.Delete(ctx); err != nil && w != nil {
-		// The delete may have taken effect with its answer lost, and
-		// containerd 2.x's shim can go without publishing the exit: the
-		// wait's answer is then the only record of it (dropped as a
-		// duplicate if the stream or the delete delivered it).
-		l.report(t.key(), t.Pid(), exitNews{code: w.ExitStatus, at: timeOf(w.ExitedAt), source: fromAnswer}, false, false)
+	if w != nil {
+		// The wait's answer is the exit: if the delete's answer is lost,
+		// and containerd 2.x's shim went without publishing it, it is the
+		// only record.
+		x.do(func(l *ledger.Ledger) { l.WaitAnswer(id, w.ExitStatus, timeOf(w.ExitedAt)) })
 	}
+	_, err = t.Delete(ctx)
 	if err != nil && !errclass.IsNotFound(err) && !errclass.OutcomeUnknown(err) {
 		// containerd 2.3's shim can exit on the delete before its answer
 		// is sent ("failed to delete task: ttrpc: closed", Unknown): asked
@@ -266,6 +285,9 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 		return nil, wrapError(err)
 	}
 	cfg := rio.Config()
+	x := t.exits()
+	taskRef := t.ref()
+	id := x.id(func(l *ledger.Ledger) ledger.ID { return l.ExecBegin(keyOf(t.ctr.id, processID), taskRef) })
 	_, err = t.tasks().Exec(ctx, &tasks.ExecProcessRequest{
 		ContainerID: t.ctr.id, ExecID: processID,
 		Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, Terminal: cfg.Terminal,
@@ -273,28 +295,42 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 	})
 	if err != nil {
 		stdin.drop()
-		if errclass.IsAlreadyExists(err) {
-			closeIO(rio)
-			return nil, errIDInUse(err)
-		}
+		err = wrapError(err)
 		if errclass.OutcomeUnknown(err) {
 			// The exec may have been added, only the answer lost: left,
-			// it would sit in the shim until the task goes.
-			t.removeFailedExec(processID)
+			// it would sit in the shim until the task goes. Its start
+			// was never sent.
+			x.do(func(l *ledger.Ledger) { l.StartFailed(id) })
+			t.removeFailedExec(processID, id)
+		} else {
+			x.do(func(l *ledger.Ledger) { l.ExecAborted(id) })
 		}
 		closeIO(rio)
-		return nil, wrapError(err)
+		if errclass.IsAlreadyExists(err) {
+			return nil, errIDInUse(err)
+		}
+		return nil, err
 	}
+	x.do(func(l *ledger.Ledger) { l.ExecAdded(id) })
 	r, err := t.tasks().Start(ctx, &tasks.StartRequest{ContainerID: t.ctr.id, ExecID: processID})
 	if err != nil {
 		stdin.drop()
-		t.removeFailedExec(processID)
+		err = wrapError(err)
+		if errclass.OutcomeUnknown(err) {
+			// It may have started: the clean-up's delete (or the
+			// reconciler) finds out, and its exit is reported.
+			x.do(func(l *ledger.Ledger) { l.StartUnknown(id) })
+		} else {
+			x.do(func(l *ledger.Ledger) { l.StartFailed(id) })
+		}
+		t.removeFailedExec(processID, id)
 		closeIO(rio)
-		return nil, wrapError(err)
+		return nil, err
 	}
-	t.ctr.client.ledger.started(procKey{t.ctr.id, processID}, r.Pid, t.Pid(), true)
+	x.do(func(l *ledger.Ledger) { l.Started(id, r.Pid) })
 	p := &process{ctr: t.ctr, execID: processID, io: rio}
 	p.pid.Store(r.Pid)
+	p.inc.Store(uint64(id))
 	// The shim opens an exec's stdin only at start: a close asked for
 	// before now would have been a silent no-op (moby #37870).
 	if err := stdin.publish(p.closeStdin); err != nil {
@@ -304,41 +340,50 @@ func (t *task) Exec(ctx context.Context, processID string, spec *specs.Process, 
 }
 
 // removeFailedExec deletes an exec whose Exec call failed, on a fresh
-// bounded context. A start whose answer was lost may have started it: a
-// running exec is killed first (and waited for), so neither it nor its entry
-// in the shim outlives the failed call. An exec that ran gets its exit (the
-// delete's answer carries it) like any other, once.
-func (t *task) removeFailedExec(execID string) {
+// bounded context that outlasts an outage: it waits for containerd to serve
+// again. A start whose answer was lost may have started it: a running exec
+// is killed first (and waited for), so neither it nor its entry in the shim
+// outlives the failed call. An exec that ran gets its exit (the delete's
+// answer carries it) like any other, once; until its fate is known the
+// ledger holds it (id).
+func (t *task) removeFailedExec(execID string, id ledger.ID) {
 	ctx, cancel := context.WithTimeout(t.ctx(context.Background()), execCleanupTimeout)
 	defer cancel()
-	key := procKey{t.ctr.id, execID}
+	p := &process{ctr: t.ctr, execID: execID}
+	p.inc.Store(uint64(id))
+	x := t.exits()
 	del := func(ctx context.Context) error {
-		r, err := t.tasks().DeleteProcess(ctx, &tasks.DeleteProcessRequest{ContainerID: t.ctr.id, ExecID: execID})
-		if err == nil && r.Pid != 0 {
-			// A pid means it was started: it ran, and this is its exit.
-			t.ctr.client.ledger.report(key, r.Pid, exitNews{code: r.ExitStatus, at: timeOf(r.ExitedAt), source: fromAnswer}, true, true)
-		}
-		return wrapError(err)
+		_, _, err := p.deleteOnce(ctx)
+		return err
 	}
-	err := retryCleanup(ctx, del)
+	err := t.ctr.client.retryCleanup(ctx, del)
 	if errclass.IsConflict(err) {
 		// Running: the start took effect.
-		err = retryCleanup(ctx, func(ctx context.Context) error {
+		kw := x.id(func(l *ledger.Ledger) ledger.ID { return l.KillWaitBegin(p.ref()) })
+		err = t.ctr.client.retryCleanup(ctx, func(ctx context.Context) error {
 			_, err := t.tasks().Kill(ctx, &tasks.KillRequest{ContainerID: t.ctr.id, ExecID: execID, Signal: uint32(syscall.SIGKILL)})
 			return wrapError(err)
 		})
 		if err == nil {
-			err = retryCleanup(ctx, func(ctx context.Context) error {
-				_, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id, ExecID: execID})
+			err = t.ctr.client.retryCleanup(ctx, func(ctx context.Context) error {
+				w, err := t.tasks().Wait(ctx, &tasks.WaitRequest{ContainerID: t.ctr.id, ExecID: execID})
+				if err == nil {
+					x.do(func(l *ledger.Ledger) { l.WaitAnswer(kw, w.ExitStatus, timeOf(w.ExitedAt)) })
+				}
 				return wrapError(err)
 			})
 		}
 		if err == nil {
-			err = retryCleanup(ctx, del)
+			err = t.ctr.client.retryCleanup(ctx, del)
 		}
+		x.do(func(l *ledger.Ledger) { l.KillWaitEnd(kw) })
 	}
 	if err != nil {
-		t.ctr.client.logger.WithError(err).WithField("container", t.ctr.id).WithField("exec", execID).Warn("failed to delete exec whose start failed")
+		// Given up: the client finishes the delete once containerd
+		// serves, and asks containerd meanwhile whether it ran.
+		x.finishLater(p, ledger.ID(p.inc.Load()))
+		t.ctr.client.logger.WithError(err).WithField("container", t.ctr.id).WithField("exec", execID).
+			Warnf("failed to delete exec whose start failed within %s; will delete it once containerd serves", execCleanupTimeout)
 	}
 }
 

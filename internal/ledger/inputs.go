@@ -23,7 +23,7 @@ func (l *Ledger) Created(key Key, pid uint32) ID {
 // StartFailed, StartUnknown or ExecAborted.
 func (l *Ledger) ExecBegin(key Key, task Ref) ID {
 	l.tick++
-	return l.add(&proc{key: key, task: l.resolve(task), ours: true, ops: 1}).id
+	return l.add(&proc{key: key, task: l.resolve(task), ours: true, ops: 1, starting: true}).id
 }
 
 // ExecAdded records that this client's exec add was answered: containerd
@@ -32,11 +32,11 @@ func (l *Ledger) ExecAdded(id ID) {
 	l.tick++
 	if p := l.byID[id]; p != nil {
 		p.addDone = true
-		if p.epoch != l.epoch {
+		if p.epoch != l.epoch && !p.added {
 			// The stream was renewed since the call began: its
 			// TaskExecAdded may have gone with the old one, and the new
 			// one says nothing of an exec deleted before it.
-			p.added = true
+			p.added, p.addedAt = true, l.tick
 		}
 	}
 }
@@ -55,6 +55,7 @@ func (l *Ledger) StartBegin(id ID) {
 	l.tick++
 	if p := l.byID[id]; p != nil {
 		p.ops++
+		p.starting = true
 		l.touch(p)
 	}
 }
@@ -75,6 +76,7 @@ func (l *Ledger) Started(id ID, pid uint32) {
 		return
 	}
 	l.endOp(p)
+	p.starting = false
 	if !p.delivered {
 		l.setPid(p, pid, true) // the answer names the process
 	}
@@ -90,6 +92,8 @@ func (l *Ledger) StartFailed(id ID) {
 		return
 	}
 	l.endOp(p)
+	p.starting = false
+	l.unstash(p)
 	if p.ran != ranYes {
 		p.news = nil // a created process killed: no exit of a run
 	}
@@ -105,6 +109,18 @@ func (l *Ledger) StartUnknown(id ID) {
 		return
 	}
 	l.endOp(p)
+	p.starting = false
+	if p.ran == ranNo {
+		p.ran = ranMaybe
+	}
+	if len(p.stash) > 0 && p.pid == 0 {
+		// An exit of the key since its add: its own, now that its start's
+		// call has ended (it ran). Not in stream order any more: it
+		// waits for a barrier.
+		l.setPid(p, p.stash[0].pid, false)
+		l.ranNow(p)
+	}
+	l.unstash(p)
 	l.touch(p)
 	if p.ran == ranNo {
 		p.ran = ranMaybe
@@ -330,20 +346,31 @@ func (l *Ledger) StreamStart(key Key, pid uint32) {
 		return
 	}
 	p := l.placeStream(key, pid, true)
+	if p != nil && p.deleted && (p.startRead || p.ran == ranNo && !p.starting) {
+		// It gone, and its own start read (or never to come): this is a
+		// new process that reused the pid, and the stream has passed what
+		// the old one said.
+		p.streamDone = true
+		l.settle(p)
+		p = nil
+	}
+	if p != nil {
+		p.startRead = true
+	}
 	switch {
 	case p == nil:
 		// Not placed: containerd says whether it runs.
 		l.unplacedStart(key, pid)
 	case p.seen:
 		// Seen starting already: its check is on its way.
-	case p.deleted && p.ours && p.ran == ranMaybe:
-		// A start whose answer was lost, gone before containerd could
-		// say whether it ran: the stream says it did.
+	case p.deleted && p.ours && p.ran != ranYes && (p.ran == ranMaybe || p.starting):
+		// A start whose answer was lost or is on its way, gone before
+		// containerd could say whether it ran: the stream says it did.
 		l.ranNow(p)
 		l.settle(p)
 	case p.deleted:
 		// What a process since gone said before it went.
-	case !p.exited() || p.ran == ranMaybe || p.ops > 0:
+	case !p.exited() && p.ran == ranYes || p.ran == ranMaybe || p.starting:
 		// Running; or its start was not known to have happened (news
 		// of its exit kept till then): it did.
 		l.ranNow(p)
@@ -419,6 +446,12 @@ func (l *Ledger) StreamExit(key Key, pid, code uint32, at time.Time) {
 // real code reported for it; otherwise it is kept until p's start is
 // settled.
 func (l *Ledger) streamNews(p *proc, n news) {
+	if p.ran == ranMaybe && p.ours && !p.seen {
+		// A start whose answer was lost, and containerd publishes its
+		// exit: it ran (a kill of this client's that could catch it still
+		// created asks containerd first: resolveStart).
+		l.ranNow(p)
+	}
 	if p.ran != ranYes {
 		l.learn(p, n)
 		if p.ran == ranMaybe {
@@ -444,19 +477,18 @@ func (l *Ledger) unplaced(key Key, pid, code uint32, at time.Time) {
 			return // a copy of an exit delivered
 		}
 	}
-	if p := l.stashFor(key); p != nil {
-		// Maybe this client's exec whose start's answer is still on its
-		// way (or was lost): kept until its pid is known.
+	if p := l.startingExec(key); p != nil {
 		p.stash = append(p.stash, news{code: code, at: at, pid: pid, source: FromStream})
 		return
 	}
+
 	for _, c := range l.confirms {
 		if c.key == key && c.pid == pid && c.code == code && c.at.Equal(at) {
 			return // a copy of news already being checked
 		}
 	}
 	token := l.nextToken()
-	l.confirms[token] = &confirm{key: key, pid: pid, code: code, at: at, check: checkWanted}
+	l.confirms[token] = &confirm{key: key, pid: pid, code: code, at: at, check: checkWanted, born: l.tick}
 	l.wanted = append(l.wanted, token)
 	l.ready.Checks = true
 }
@@ -495,7 +527,7 @@ func (l *Ledger) StreamExecAdded(key Key) {
 	l.tick++
 	for _, p := range l.list(key) {
 		if p.ours && !p.added && p.pid == 0 && (!p.deleted || p.ran == ranMaybe) {
-			p.added = true
+			p.added, p.addedAt = true, l.tick
 			return
 		}
 	}
@@ -521,10 +553,10 @@ func (l *Ledger) StreamLive() {
 		if p.deleted {
 			continue // lingering until a barrier: see settle
 		}
-		if p.addDone {
-			p.added = true // as in ExecAdded
+		if p.addDone && !p.added {
+			p.added, p.addedAt = true, l.tick // as in ExecAdded
 		}
-		if p.pid != 0 || p.ops == 0 {
+		if p.pid != 0 || !p.starting {
 			l.want(p)
 		}
 		if p.finish {
@@ -557,8 +589,8 @@ func (l *Ledger) ShimReport(key Key, pid uint32, r Report) {
 
 // report applies what containerd (or a shim) said of p's key.
 func (l *Ledger) report(p *proc, r Report, source Source) {
-	if r.Status != Gone && r.Status != Created && r.Pid != 0 && (p.pid == 0 || !p.pidSure && p.ours) {
-		l.setPid(p, r.Pid, true)
+	if r.Status != Gone && r.Status != Created && r.Pid != 0 && !p.deleted && (p.pid == 0 || !p.pidSure && p.ours) {
+		l.setPid(p, r.Pid, true) // containerd names the process under the key now
 	}
 	if r.Status == Gone || r.Pid != 0 && p.pid != 0 && r.Pid != p.pid || l.another(p, r) {
 		l.gone(p)
@@ -663,11 +695,25 @@ func (l *Ledger) CheckAnswer(token uint64, r Report) {
 // a new one. One the ledger learned of after the question is another.
 func (l *Ledger) confirmed(key Key, r Report, asked uint64) {
 	n := news{code: r.Code, at: r.At, source: FromStream}
-	var p *proc
+	// Of the incarnations with this pid the ledger held when it asked:
+	// the one whose exit this is, else the newest whose exit is not known;
+	// one that ended otherwise is another process.
+	var p, other *proc
 	for _, q := range l.list(key) {
-		if q.pid == r.Pid && q.born < asked {
-			p = q // the newest the ledger held when it asked
+		switch {
+		case q.pid != r.Pid || q.born >= asked:
+		case q.exited() && q.sameExit(r.Code, r.At):
+			p = q
+		case !q.exited() && (p == nil || !p.exited()):
+			p = q
+		case q.exited():
+			other = q
 		}
+	}
+	if p == nil && other != nil {
+		// The incarnation held under this pid ended otherwise:
+		// containerd shows a new process that reused the pid.
+		l.gone(other)
 	}
 	if p != nil {
 		if !p.exited() || p.sameExit(r.Code, r.At) {
@@ -680,9 +726,6 @@ func (l *Ledger) confirmed(key Key, r Report, asked uint64) {
 			l.learn(p, n)
 			return
 		}
-		// The incarnation held under this pid ended otherwise:
-		// containerd shows a new process that reused the pid.
-		l.gone(p)
 	} else if q := l.added(key, asked); q != nil {
 		// This client's exec, its pid not known yet: containerd has
 		// only it under the key.

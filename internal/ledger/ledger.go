@@ -230,6 +230,8 @@ type proc struct {
 	after, order uint64
 	delivered    bool
 	deleted      bool // containerd no longer has it
+	// startRead: the stream carried its start.
+	startRead bool
 	// streamDone: the stream carried its init's TaskDelete, the last it
 	// says of it, or a barrier published after it was gone came back;
 	// until then a deleted init lingers (see settle).
@@ -238,15 +240,20 @@ type proc struct {
 	// added: the stream carried this exec's TaskExecAdded. One shim
 	// publishes a task's events in order, and an exec ID names one exec at
 	// a time: what the stream says of the key after it is this exec's.
-	added bool
+	added   bool
+	addedAt uint64 // when added was set
+	// stash keeps the exits the stream carried of the key since this
+	// exec's add while its start's answer is on its way: placed once the
+	// answer names its pid.
+	stash []news
 	// addDone: this client's exec add was answered: containerd has this
 	// exec under its key.
 	addDone bool
-	// stash holds exits the stream carried of the key while this exec's
-	// pid was not known: placed once an answer or containerd names it.
-	stash []news
-	ops   int // this client's start, delete or kill-wait calls in flight
-	check checkState
+	ops     int // this client's start, delete or kill-wait calls in flight
+	// starting: a start of this client's is in flight (an exec's add and
+	// start, or a task's start).
+	starting bool
+	check    checkState
 	// asked is when its check was handed out; touched when the ledger last
 	// learned of its start or exit: an answer to a check asked before then
 	// may not reflect it.
@@ -281,6 +288,7 @@ type confirm struct {
 	at    time.Time
 	check checkState
 	asked uint64
+	born  uint64 // when the stream carried it
 }
 
 // Ledger is the exit state of one client. The zero value is not usable:
@@ -483,10 +491,10 @@ func (l *Ledger) pending(key Key) *proc {
 	list := l.list(key)
 	for i := len(list) - 1; i >= 0; i-- {
 		p := list[i]
-		if p.pid != 0 || !p.ours || p.deleted && p.ran != ranMaybe || p.ops == 0 && p.ran != ranMaybe {
+		if p.pid != 0 || !p.ours || p.deleted && p.ran != ranMaybe || !p.starting && p.ran != ranMaybe {
 			continue
 		}
-		if key.IsInit() && p.ops > 0 || !key.IsInit() && p.added {
+		if key.IsInit() && p.starting || !key.IsInit() && p.added {
 			return p
 		}
 	}
@@ -494,9 +502,12 @@ func (l *Ledger) pending(key Key) *proc {
 }
 
 // place finds the incarnation what the stream carried of key and pid is
-// about; a start binds its pid to this client's pending incarnation of key
-// (an exec starts before it exits: an exit named first is another's, a
-// shim's re-send overtaking, and containerd is asked).
+// about; a start binds its pid to this client's pending incarnation of key,
+// and so does an exec's exit once its start's call has ended without an
+// answer (while it is on its way, an exit first is another's: a shim's
+// re-send of an older exec's overtaking; containerd is asked). The pid the
+// stream named gives way to the one the start's answer names, with the news
+// of it (setPid).
 func (l *Ledger) place(key Key, pid uint32, start bool) *proc {
 	if pid == 0 {
 		return nil // an exec deleted before it started: nothing to place
@@ -504,7 +515,7 @@ func (l *Ledger) place(key Key, pid uint32, start bool) *proc {
 	if p := l.findStream(key, pid); p != nil {
 		return p
 	}
-	if p := l.pending(key); p != nil && start {
+	if p := l.pending(key); p != nil && (start || !key.IsInit() && p.ran == ranMaybe) {
 		l.setPid(p, pid, false)
 		return p
 	}
@@ -529,25 +540,18 @@ func (l *Ledger) setPid(p *proc, pid uint32, sure bool) {
 		l.unplaced(p.key, old, n.code, n.at)
 	}
 	if sure {
-		// An exit the stream carried of this key and pid before the pid
-		// was known: it is this one's (a new process gets no pid whose
-		// events are still on their way).
-		for _, token := range l.confirmTokens(p.key, pid) {
-			c := l.confirms[token]
-			delete(l.confirms, token)
-			l.learn(p, news{code: c.code, at: c.at, source: FromStream})
-		}
 		l.unstash(p)
 	}
 }
 
-// unstash places the exits kept for p: its own (its pid), or news the
-// ledger cannot place.
+// unstash places the exits kept for p: one of its pid is its own (a new
+// process gets no pid whose events are still on their way); the rest is
+// news the ledger cannot place.
 func (l *Ledger) unstash(p *proc) {
 	stash := p.stash
 	p.stash = nil
 	for _, n := range stash {
-		if n.pid == p.pid && p.pid != 0 {
+		if n.pid == p.pid && p.pid != 0 && l.byID[p.id] == p {
 			l.learn(p, news{code: n.code, at: n.at, source: FromStream})
 		} else {
 			l.unplaced(p.key, n.pid, n.code, n.at)
@@ -555,31 +559,19 @@ func (l *Ledger) unstash(p *proc) {
 	}
 }
 
-// stashFor returns this client's exec under key whose pid is not known and
-// whose start may have run, to keep an exit of the key for.
-func (l *Ledger) stashFor(key Key) *proc {
+// starting returns this client's exec under key whose start's answer is on
+// its way, its add carried by the stream: an exit of the key the stream
+// carries now is kept for it.
+func (l *Ledger) startingExec(key Key) *proc {
 	if key.IsInit() {
 		return nil
 	}
 	for _, p := range l.list(key) {
-		if p.ours && p.pid == 0 && (p.addDone || p.added) && (p.ops > 0 || p.ran == ranMaybe) {
+		if p.ours && p.pid == 0 && p.added && p.starting {
 			return p
 		}
 	}
 	return nil
-}
-
-// confirmTokens lists the news of key and pid waiting for containerd's
-// word, oldest first.
-func (l *Ledger) confirmTokens(key Key, pid uint32) []uint64 {
-	var out []uint64
-	for token, c := range l.confirms {
-		if c.key == key && c.pid == pid {
-			out = append(out, token)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
 
 func (l *Ledger) resolve(ref Ref) *proc {

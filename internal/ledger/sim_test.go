@@ -29,6 +29,8 @@ import (
 	"time"
 )
 
+var debugSim = true
+
 var (
 	simSeed      = flag.Int64("sim.seed", 0, "replay this seed only")
 	simSchedules = flag.Int("sim.schedules", 0, "schedules to run (default: 100000, or LCD_SIM_SCHEDULES)")
@@ -47,16 +49,18 @@ const (
 // wproc is one process of the simulated world, with what the oracle knows
 // of it.
 type wproc struct {
-	n       int // serial, for traces
-	key     Key
-	pid     uint32
-	status  wstatus
-	code    uint32
-	at      time.Time // its exit time: unique, in no particular order (clocks step)
-	deleted bool      // containerd no longer has it
-	ours    bool
-	ran     bool // its start took effect
-	task    *wtask
+	n        int // serial, for traces
+	key      Key
+	pid      uint32
+	status   wstatus
+	code     uint32
+	at       time.Time // its exit time: unique, in no particular order (clocks step)
+	exitStep int       // the step it exited at
+	lastRead int       // the step the reader last read an event of it
+	deleted  bool      // containerd no longer has it
+	ours     bool
+	ran      bool // its start took effect
+	task     *wtask
 	// oracle
 	evidence  bool   // a source told the ledger it ran (so its exit is owed)
 	realFed   bool   // a source gave the ledger its real code
@@ -277,6 +281,14 @@ func (s *sim) allocPid(c string) uint32 {
 			unread[e.pid] = true
 		}
 	}
+	// Nor one of its container's processes that exited, or whose events
+	// were read, moments ago: the kernel hands pids out in turn, and comes
+	// round only after a while.
+	for _, p := range s.procs {
+		if p.key.Container == c && p.status == wStopped && (s.step-p.exitStep < 40 || s.step-p.lastRead < 40) {
+			unread[p.pid] = true
+		}
+	}
 	for i := 0; i < 50; i++ {
 		pid := uint32(1 + s.rng.Intn(6))
 		if !s.pidsInUse[pid] && !unread[pid] {
@@ -342,7 +354,7 @@ func (s *sim) exitProc(p *wproc, code uint32) {
 	if p.status == wStopped {
 		return
 	}
-	p.status, p.code, p.at = wStopped, code, s.newAt()
+	p.status, p.code, p.at, p.exitStep = wStopped, code, s.newAt(), s.step
 	delete(s.pidsInUse, p.pid)
 	if !s.up && p.key.IsInit() {
 		p.task.diedInOutage = true
@@ -354,7 +366,7 @@ func (s *sim) exitProc(p *wproc, code uint32) {
 		var others []*wproc
 		for _, e := range sortedExecs(p.task) {
 			if e.status == wRunning {
-				e.status, e.code, e.at = wStopped, 137, s.newAt()
+				e.status, e.code, e.at, e.exitStep = wStopped, 137, s.newAt(), s.step
 				delete(s.pidsInUse, e.pid)
 				others = append(others, e)
 			}
@@ -455,6 +467,9 @@ func (s *sim) subscribe() {
 func (s *sim) readEvent() {
 	e := s.stream[0]
 	s.stream = s.stream[1:]
+	if e.proc != nil {
+		e.proc.lastRead = s.step
+	}
 	switch e.kind {
 	case evCreate:
 		s.logf("stream: create %s pid %d", e.key, e.pid)
@@ -468,6 +483,9 @@ func (s *sim) readEvent() {
 		}
 		s.l.Echo(e.seq)
 	case evStart:
+		if q := s.l.placeStream(e.key, e.pid, false); q != nil && debugSim {
+			s.logf("   (placed on %d deleted=%v startRead=%v ran=%d delivered=%v)", q.id, q.deleted, q.startRead, q.ran, q.delivered)
+		}
 		s.logf("stream: start %s pid %d", e.key, e.pid)
 		s.aliasStream(e)
 		if e.proc != nil && e.proc.ours {
@@ -481,6 +499,9 @@ func (s *sim) readEvent() {
 		}
 		s.toBackend(bentry{start: true, proc: e.proc, ctr: e.key.Container})
 	case evExit:
+		if q := s.l.placeStream(e.key, e.pid, false); q != nil && debugSim {
+			s.logf("   (placed on %d deleted=%v startRead=%v ran=%d delivered=%v)", q.id, q.deleted, q.startRead, q.ran, q.delivered)
+		}
 		s.logf("stream: exit %s pid %d code %d", e.key, e.pid, e.code)
 		s.aliasStream(e)
 		s.noteNews(e.proc, e.code, e.at)

@@ -224,6 +224,15 @@ func (es *eventService) Subscribe(r *eventsapi.SubscribeRequest, srv eventsapi.E
 		sub.filter = f
 	}
 	s.mu.Lock()
+	for gate := s.subscribeGate; gate != nil; gate = s.subscribeGate {
+		s.mu.Unlock()
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		s.mu.Lock()
+	}
 	// A stream that outlived its server (Stop cancels every context) must
 	// not register: Stop may already be waiting for the active count.
 	if ctx.Err() != nil {

@@ -14,12 +14,38 @@
 // unimplemented and Metrics answers nothing; Kill with any non-zero signal
 // stops a process (128+signal), with All also its task's execs, while an
 // init's exit alone leaves its execs running; a vanished process's pending
-// Wait answers NotFound.
+// Wait answers NotFound; an exec's delete publishes TaskDelete unless
+// WithRuncShimEvents (the runc shim publishes none); a task's Delete answers
+// at once unless SetDeleteLag.
 //
 // Method names used by SetHook and Calls are the short names for the tasks
 // and events services ("Get", "Delete", "Subscribe", "Publish"), and
 // "Service.Method" for the others ("Containers.Get", "Leases.Create",
 // "Namespaces.Get", "Version.Version", "Health.Check").
+//
+// Knobs for what a real daemon does to a client, each modelled on containerd
+// and its runc shim rather than on what is convenient:
+//
+//   - Outages and lost events: Stop, Kill and Restart (containerd down, as
+//     on a clean shutdown or a SIGKILL, and back),
+//     BreakStreams (a stream lost in transit), HoldEvents, ReleaseEvents and
+//     DiscardEvents (events in containerd's pipeline), PauseSubscriptions,
+//     ResumeSubscriptions and StreamGap (the gap between a client's stream
+//     breaking and its new subscription, in which containerd publishes to
+//     nobody).
+//   - Pids and clocks: SetNextPid (the pid the next create or exec start
+//     hands out: pid reuse, or a task pointed at a real process), ExitAt (an
+//     exit stamped with a given time: the shim's wall clock stepped).
+//   - Answer timing: SetDeleteLag (a task leaves Get and List, and its
+//     TaskDelete is published, before its Delete answer comes), SetHook.
+//   - Events as the runc shim publishes them: WithRuncShimEvents (no
+//     TaskDelete for an exec's delete).
+//   - Another client: CreateTask, StartProcess, ExecProcess and
+//     DeleteProcess do what that client's RPC would, without an RPC; with
+//     Exit, ExitAt, AddTask, AddExec and Vanish they make lifecycles a client
+//     only hears of on the stream.
+//   - Looking at containerd's state without an RPC: Process, Gone, Calls,
+//     Subscribers.
 package fakecd
 
 import (
@@ -90,6 +116,7 @@ type Server struct {
 	gs   *grpc.Server
 	// serveDone is closed when the current Serve returns.
 	serveDone chan struct{}
+	lis       *net.UnixListener // the current Serve's
 	nextPid   uint32
 	tasks     map[string]map[string]*task // namespace → container ID
 	ctrs      map[string]map[string]*containersapi.Container
@@ -103,6 +130,13 @@ type Server struct {
 	active int
 	held   bool
 	heldQ  []*eventsapi.Envelope
+	// runcEvents: publish as containerd's runc shim (WithRuncShimEvents).
+	runcEvents bool
+	// deleteLag delays a task Delete's answer (SetDeleteLag).
+	deleteLag time.Duration
+	// subscribeGate, while non-nil, holds new subscriptions back
+	// (PauseSubscriptions); closed to let them register.
+	subscribeGate chan struct{}
 }
 
 // Start listens on a unix socket in a temporary directory and serves until
@@ -191,7 +225,7 @@ func (s *Server) serve() error {
 		_ = gs.Serve(lis)
 	}()
 	s.mu.Lock()
-	s.gs, s.serveDone = gs, done
+	s.gs, s.serveDone, s.lis = gs, done, lis.(*net.UnixListener)
 	s.mu.Unlock()
 	return nil
 }
@@ -199,17 +233,28 @@ func (s *Server) serve() error {
 // Stop closes the listener and every connection, as a containerd that went
 // down: open RPCs fail on the client side and Subscribe streams end. It
 // returns once every subscription handler has ended. Stopping a stopped
-// server does nothing.
-func (s *Server) Stop() {
+// server does nothing. The socket file goes with the listener, as on a
+// clean shutdown: containerd's dialer retries a missing socket until its
+// connect timeout, so calls made meanwhile may wait for Restart (see Kill).
+func (s *Server) Stop() { s.stop(true) }
+
+// Kill is Stop as a SIGKILLed containerd goes down: its socket file stays
+// behind, so a connection is refused at once (ECONNREFUSED) and a call made
+// while it is down fails at once with Unavailable, as on a real daemon
+// killed mid-flight.
+func (s *Server) Kill() { s.stop(false) }
+
+func (s *Server) stop(unlink bool) {
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
-	gs, done := s.gs, s.serveDone
-	s.gs, s.serveDone = nil, nil
+	gs, done, lis := s.gs, s.serveDone, s.lis
+	s.gs, s.serveDone, s.lis = nil, nil, nil
 	s.mu.Unlock()
 	if gs == nil {
 		return
 	}
+	lis.SetUnlinkOnClose(unlink)
 	gs.Stop()
 	<-done
 	s.mu.Lock()

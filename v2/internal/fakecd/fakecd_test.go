@@ -5,6 +5,7 @@ package fakecd
 import (
 	"context"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -554,5 +555,360 @@ func TestListScale(t *testing.T) {
 	l, err = pc.TaskService().List(ctx, &tasksapi.ListTasksRequest{}, grpc.MaxCallRecvMsgSize(64<<20))
 	if err != nil || len(l.Tasks) != 27000 {
 		t.Fatalf("list with a larger limit: %d tasks, %v", len(l.GetTasks()), err)
+	}
+}
+
+// TestSetNextPid hands out a chosen pid to the next create and exec start,
+// and again after it was freed (pid reuse).
+func TestSetNextPid(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	ctx := nsCtx()
+	ts := c.TaskService()
+
+	s.SetNextPid(500)
+	cr, err := ts.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: "a"})
+	if err != nil || cr.Pid != 500 {
+		t.Fatalf("create: %v %v", cr, err)
+	}
+	if _, err := ts.Start(ctx, &tasksapi.StartRequest{ContainerID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Exec(ctx, &tasksapi.ExecProcessRequest{ContainerID: "a", ExecID: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	if sr, err := ts.Start(ctx, &tasksapi.StartRequest{ContainerID: "a", ExecID: "e"}); err != nil || sr.Pid != 501 {
+		t.Fatalf("exec start: %v %v", sr, err)
+	}
+	s.Exit(DefaultNamespace, "a", "", 0, false)
+	if _, err := ts.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetNextPid(500)
+	if pid, err := s.CreateTask(DefaultNamespace, "b"); err != nil || pid != 500 {
+		t.Fatalf("reused pid: %d %v", pid, err)
+	}
+	// AddTask still moves it past a pid it is given.
+	s.AddTask(DefaultNamespace, "c", 900)
+	if pid, err := s.CreateTask(DefaultNamespace, "d"); err != nil || pid != 901 {
+		t.Fatalf("after AddTask: %d %v", pid, err)
+	}
+}
+
+// TestExitAt stamps an exit with the given time everywhere containerd shows
+// it: the TaskExit, Get, Wait and the delete's answer.
+func TestExitAt(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	ev := subscribe(t, s, c, 1, tasksFilter)
+	ctx := nsCtx()
+	ts := c.TaskService()
+	s.AddTask(DefaultNamespace, "a", 42)
+	at := time.Now().Add(-time.Hour).UTC()
+	s.ExitAt(DefaultNamespace, "a", "", 7, at, true)
+	if topic, v := ev.next(t); topic != "/tasks/exit" || !v.(*eventtypes.TaskExit).ExitedAt.AsTime().Equal(at) || v.(*eventtypes.TaskExit).ExitStatus != 7 {
+		t.Fatalf("got %s %v", topic, v)
+	}
+	g, err := ts.Get(ctx, &tasksapi.GetRequest{ContainerID: "a"})
+	if err != nil || !g.Process.ExitedAt.AsTime().Equal(at) || g.Process.ExitStatus != 7 {
+		t.Fatalf("get: %v %v", g, err)
+	}
+	w, err := ts.Wait(ctx, &tasksapi.WaitRequest{ContainerID: "a"})
+	if err != nil || !w.ExitedAt.AsTime().Equal(at) {
+		t.Fatalf("wait: %v %v", w, err)
+	}
+	d, err := ts.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: "a"})
+	if err != nil || !d.ExitedAt.AsTime().Equal(at) || d.ExitStatus != 7 {
+		t.Fatalf("delete: %v %v", d, err)
+	}
+	// The first exit stays.
+	s.AddTask(DefaultNamespace, "b", 43)
+	s.ExitAt(DefaultNamespace, "b", "", 1, at, false)
+	s.ExitAt(DefaultNamespace, "b", "", 2, at.Add(time.Minute), false)
+	if st, ok := s.Process(DefaultNamespace, "b", ""); !ok || st.ExitStatus != 1 || !st.ExitedAt.Equal(at) {
+		t.Fatalf("process: %+v %v", st, ok)
+	}
+}
+
+// TestDeleteLag takes the task off the table (Get NotFound, TaskDelete
+// published) before the Delete answers; an exec's delete is not delayed.
+func TestDeleteLag(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	ev := subscribe(t, s, c, 1, tasksFilter)
+	ctx := nsCtx()
+	ts := c.TaskService()
+	s.AddTask(DefaultNamespace, "a", 42)
+	s.AddExec(DefaultNamespace, "a", "x", 43)
+	s.Exit(DefaultNamespace, "a", "x", 0, false)
+	s.Exit(DefaultNamespace, "a", "", 9, false)
+	const lag = 200 * time.Millisecond
+	s.SetDeleteLag(lag)
+
+	began := time.Now()
+	if _, err := ts.DeleteProcess(ctx, &tasksapi.DeleteProcessRequest{ContainerID: "a", ExecID: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d >= lag {
+		t.Fatalf("exec delete took %s", d)
+	}
+	if topic, _ := ev.next(t); topic != "/tasks/delete" {
+		t.Fatalf("got %s", topic)
+	}
+
+	gone := s.Gone(DefaultNamespace, "a", "")
+	answer := make(chan *tasksapi.DeleteResponse, 1)
+	began = time.Now()
+	go func() {
+		d, err := ts.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: "a"})
+		if err != nil {
+			t.Error(err)
+		}
+		answer <- d
+	}()
+	<-gone
+	_, err := ts.Get(ctx, &tasksapi.GetRequest{ContainerID: "a"})
+	wantCode(t, err, codes.NotFound) // during the lag
+	if topic, v := ev.next(t); topic != "/tasks/delete" || v.(*eventtypes.TaskDelete).ExitStatus != 9 {
+		t.Fatalf("got %s %v", topic, v)
+	}
+	select {
+	case d := <-answer:
+		t.Fatalf("answered %v before the lag", d)
+	default:
+	}
+	if d := <-answer; d == nil || d.ExitStatus != 9 || time.Since(began) < lag {
+		t.Fatalf("answer %v after %s", d, time.Since(began))
+	}
+
+	// A caller that gives up gets its context's error.
+	s.AddTask(DefaultNamespace, "b", 44)
+	s.Exit(DefaultNamespace, "b", "", 0, false)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err = ts.Delete(short, &tasksapi.DeleteTaskRequest{ContainerID: "b"})
+	wantCode(t, err, codes.DeadlineExceeded)
+	if _, ok := s.Process(DefaultNamespace, "b", ""); ok {
+		t.Fatal("task still there after a delete whose answer was lost")
+	}
+}
+
+// TestRuncShimEvents publishes no TaskDelete for an exec's delete, by RPC
+// or by another client; a task's delete still publishes one.
+func TestRuncShimEvents(t *testing.T) {
+	s := Start(t, WithRuncShimEvents())
+	c := s.Client(t)
+	ev := subscribe(t, s, c, 1, tasksFilter)
+	ctx := nsCtx()
+	ts := c.TaskService()
+	s.AddTask(DefaultNamespace, "a", 42)
+	s.AddExec(DefaultNamespace, "a", "x", 43)
+	s.AddExec(DefaultNamespace, "a", "y", 44)
+	s.Exit(DefaultNamespace, "a", "x", 0, false)
+	s.Exit(DefaultNamespace, "a", "y", 0, false)
+	if _, err := ts.DeleteProcess(ctx, &tasksapi.DeleteProcessRequest{ContainerID: "a", ExecID: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteProcess(DefaultNamespace, "a", "y"); err != nil {
+		t.Fatal(err)
+	}
+	ev.quiet(t)
+	s.Exit(DefaultNamespace, "a", "", 0, false)
+	if _, err := ts.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if topic, _ := ev.next(t); topic != "/tasks/delete" {
+		t.Fatalf("got %s", topic)
+	}
+}
+
+// TestAnotherClient drives a lifecycle without RPCs: the table changes and
+// the events are those the RPCs make, errors are the RPCs', nothing is
+// counted, and it works while the server is stopped.
+func TestAnotherClient(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	ev := subscribe(t, s, c, 1, tasksFilter)
+	const ns = DefaultNamespace
+
+	pid, err := s.CreateTask(ns, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topic, v := ev.next(t); topic != "/tasks/create" || v.(*eventtypes.TaskCreate).Pid != pid {
+		t.Fatalf("got %s %v", topic, v)
+	}
+	_, err = s.CreateTask(ns, "a")
+	wantCode(t, err, codes.AlreadyExists)
+	err = s.ExecProcess(ns, "a", "e")
+	wantCode(t, err, codes.FailedPrecondition) // not running yet
+	if got, err := s.StartProcess(ns, "a", ""); err != nil || got != pid {
+		t.Fatalf("start: %d %v", got, err)
+	}
+	if topic, _ := ev.next(t); topic != "/tasks/start" {
+		t.Fatalf("got %s", topic)
+	}
+	if err := s.ExecProcess(ns, "a", "e"); err != nil {
+		t.Fatal(err)
+	}
+	if topic, _ := ev.next(t); topic != "/tasks/exec-added" {
+		t.Fatalf("got %s", topic)
+	}
+	epid, err := s.StartProcess(ns, "a", "e")
+	if err != nil || epid == pid {
+		t.Fatalf("exec start: %d %v", epid, err)
+	}
+	if topic, v := ev.next(t); topic != "/tasks/exec-started" || v.(*eventtypes.TaskExecStarted).Pid != epid {
+		t.Fatalf("got %s %v", topic, v)
+	}
+	err = s.DeleteProcess(ns, "a", "e")
+	wantCode(t, err, codes.FailedPrecondition) // still running
+	s.Exit(ns, "a", "e", 1, true)
+	if topic, _ := ev.next(t); topic != "/tasks/exit" {
+		t.Fatalf("got %s", topic)
+	}
+	if err := s.DeleteProcess(ns, "a", "e"); err != nil {
+		t.Fatal(err)
+	}
+	if topic, v := ev.next(t); topic != "/tasks/delete" || v.(*eventtypes.TaskDelete).ID != "e" {
+		t.Fatalf("got %s %v", topic, v)
+	}
+	s.Exit(ns, "a", "", 2, true)
+	if topic, _ := ev.next(t); topic != "/tasks/exit" {
+		t.Fatalf("got %s", topic)
+	}
+	if err := s.DeleteProcess(ns, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if topic, v := ev.next(t); topic != "/tasks/delete" || v.(*eventtypes.TaskDelete).ExitStatus != 2 {
+		t.Fatalf("got %s %v", topic, v)
+	}
+	err = s.DeleteProcess(ns, "a", "")
+	wantCode(t, err, codes.NotFound)
+	for _, m := range []string{"Create", "Start", "Exec", "Delete", "DeleteProcess"} {
+		if n := s.Calls(m); n != 0 {
+			t.Errorf("%s counted %d times", m, n)
+		}
+	}
+
+	s.Stop()
+	if _, err := s.CreateTask(ns, "b"); err != nil {
+		t.Fatalf("create while stopped: %v", err)
+	}
+	if _, ok := s.Process(ns, "b", ""); !ok {
+		t.Fatal("task made while stopped is not in the table")
+	}
+}
+
+// TestStreamGap loses what is published between a stream's break and the
+// new subscription's registration, which waits for the gap to end.
+func TestStreamGap(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	ev := subscribe(t, s, c, 1, tasksFilter)
+	s.AddTask(DefaultNamespace, "a", 42)
+	var during stream
+	s.StreamGap(func() {
+		wantCode(t, ev.ended(t), codes.Unavailable)
+		s.Exit(DefaultNamespace, "a", "", 3, true) // lost: nobody subscribed
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		ch, errs := c.EventService().Subscribe(ctx, tasksFilter)
+		during = stream{ch, errs}
+		waitFor(t, "subscribe reached the server", func() bool { return s.Calls("Subscribe") == 2 })
+		if n := s.Subscribers(); n != 0 {
+			t.Errorf("%d subscribers during the gap", n)
+		}
+	})
+	waitFor(t, "subscription registered", func() bool { return s.Subscribers() == 1 })
+	during.quiet(t)
+	s.Publish(DefaultNamespace, "/tasks/oom", &eventtypes.TaskOOM{ContainerID: "a"})
+	if topic, _ := during.next(t); topic != "/tasks/oom" {
+		t.Fatalf("got %s", topic)
+	}
+
+	// Paused by hand: a Subscribe waiting at the gate ends with the
+	// server, which stops without waiting for it.
+	s.PauseSubscriptions()
+	s.BreakStreams()
+	if err := during.ended(t); err == nil {
+		t.Fatal("stream ended without an error")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, errs := c.EventService().Subscribe(ctx, tasksFilter)
+	waiting := stream{ch, errs}
+	waitFor(t, "subscribe reached the server", func() bool { return s.Calls("Subscribe") == 3 })
+	s.Stop()
+	if err := waiting.ended(t); err == nil {
+		t.Fatal("waiting stream ended without an error")
+	}
+	s.ResumeSubscriptions()
+}
+
+// TestProcessAndGone looks at the table without RPCs, and wakes a test the
+// moment a process leaves it.
+func TestProcessAndGone(t *testing.T) {
+	s := Start(t)
+	const ns = DefaultNamespace
+	if _, ok := s.Process(ns, "a", ""); ok {
+		t.Fatal("a process in an empty table")
+	}
+	select {
+	case <-s.Gone(ns, "a", ""):
+	default:
+		t.Fatal("Gone of no process is not closed")
+	}
+	s.AddTask(ns, "a", 42)
+	s.AddExec(ns, "a", "x", 43)
+	if st, ok := s.Process(ns, "a", "x"); !ok || st.Pid != 43 || st.Status != tasktypes.Status_RUNNING || !st.ExitedAt.IsZero() {
+		t.Fatalf("process: %+v %v", st, ok)
+	}
+	task, exec := s.Gone(ns, "a", ""), s.Gone(ns, "a", "x")
+	s.Exit(ns, "a", "", 0, false)
+	select {
+	case <-task:
+		t.Fatal("an exit is not a removal")
+	default:
+	}
+	if err := s.DeleteProcess(ns, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	<-task
+	<-exec // the task's execs go with it
+	s.AddTask(ns, "a", 44)
+	again := s.Gone(ns, "a", "")
+	s.Vanish(ns, "a", "")
+	<-again
+}
+
+// TestKill leaves the socket file behind, as a SIGKILLed containerd does:
+// calls fail at once with Unavailable (connection refused) rather than wait
+// for the socket to come back, and Restart serves on it again.
+func TestKill(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	s.AddTask(DefaultNamespace, "a", 5)
+	s.Kill()
+	if _, err := os.Stat(s.Address()); err != nil {
+		t.Fatalf("socket after Kill: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		began := time.Now()
+		_, err := c.TaskService().Get(nsCtx(), &tasksapi.GetRequest{ContainerID: "a"})
+		wantCode(t, err, codes.Unavailable)
+		if d := time.Since(began); d > 500*time.Millisecond {
+			t.Fatalf("a call while killed took %s", d)
+		}
+	}
+	s.Restart()
+	ctx, cancel := context.WithTimeout(nsCtx(), 10*time.Second)
+	defer cancel()
+	if _, err := c.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: "a"}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("get after restart: %v", err)
+	}
+	s.Stop()
+	if _, err := os.Stat(s.Address()); !os.IsNotExist(err) {
+		t.Fatalf("socket after Stop: %v", err)
 	}
 }

@@ -46,10 +46,12 @@ type proc struct {
 	// gone is set when the process left the table (deleted or vanished), so
 	// a Wait woken by that answers NotFound.
 	gone bool
+	// removed is closed when the process leaves the table (Gone).
+	removed chan struct{}
 }
 
 func newProc(id string, pid uint32, st tasktypes.Status) *proc {
-	return &proc{id: id, pid: pid, status: st, done: make(chan struct{})}
+	return &proc{id: id, pid: pid, status: st, done: make(chan struct{}), removed: make(chan struct{})}
 }
 
 func (p *proc) wake() {
@@ -59,13 +61,17 @@ func (p *proc) wake() {
 	}
 }
 
-// stop records an exit; it reports false if the process had already stopped
-// (a process exits once: the first status stays).
-func (p *proc) stop(code uint32) bool {
+// stop records an exit at the current time; it reports false if the
+// process had already stopped (a process exits once: the first status
+// stays).
+func (p *proc) stop(code uint32) bool { return p.stopAt(code, time.Now().UTC()) }
+
+// stopAt records an exit at time at (the shim's wall clock, which can step).
+func (p *proc) stopAt(code uint32, at time.Time) bool {
 	if p.status == tasktypes.Status_STOPPED {
 		return false
 	}
-	p.status, p.exitStatus, p.exitedAt = tasktypes.Status_STOPPED, code, time.Now().UTC()
+	p.status, p.exitStatus, p.exitedAt = tasktypes.Status_STOPPED, code, at.UTC()
 	p.wake()
 	return true
 }
@@ -163,13 +169,21 @@ func (s *Server) lookup(ns, containerID, execID string) (*task, *proc) {
 // its exit again (a duplicate event). Exiting an init leaves its execs as
 // they are. It panics if there is no such process.
 func (s *Server) Exit(ns, containerID, execID string, code uint32, publish bool) {
+	s.ExitAt(ns, containerID, execID, code, time.Now(), publish)
+}
+
+// ExitAt is Exit with the exit time the shim stamps: a test steps the
+// shim's wall clock (an NTP step, a VM resume) by passing a time before an
+// earlier exit's. The time shows in the TaskExit, Get, List, Wait and the
+// delete's answer, as containerd's do.
+func (s *Server) ExitAt(ns, containerID, execID string, code uint32, at time.Time, publish bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, p := s.lookup(ns, containerID, execID)
 	if p == nil {
 		panic(fmt.Sprintf("fakecd: Exit: no process %s/%s/%s", ns, containerID, execID))
 	}
-	p.stop(code)
+	p.stopAt(code, at)
 	if publish {
 		s.publishLocked(ns, runtime.TaskExitEventTopic, p.exitEvent(containerID))
 	}
@@ -194,8 +208,12 @@ func (s *Server) Vanish(ns, containerID, execID string) {
 }
 
 func (s *Server) drop(p *proc) {
+	if p.gone {
+		return
+	}
 	p.gone = true
 	p.wake()
+	close(p.removed)
 }
 
 func (s *Server) removeTask(ns string, t *task) {
@@ -236,16 +254,25 @@ func (ts *taskService) find(ctx context.Context, containerID, execID string) (st
 		return "", nil, nil, err
 	}
 	ts.s.mu.Lock()
-	t, p := ts.s.lookup(ns, containerID, execID)
-	switch {
-	case t == nil:
+	t, p, err := ts.s.findLocked(ns, containerID, execID)
+	if err != nil {
 		ts.s.mu.Unlock()
-		return "", nil, nil, taskNotFound(containerID)
-	case p == nil:
-		ts.s.mu.Unlock()
-		return "", nil, nil, processNotFound(execID)
+		return "", nil, nil, err
 	}
 	return ns, t, p, nil
+}
+
+// findLocked looks a process up with s.mu held, answering containerd's
+// NotFound errors.
+func (s *Server) findLocked(ns, containerID, execID string) (*task, *proc, error) {
+	t, p := s.lookup(ns, containerID, execID)
+	switch {
+	case t == nil:
+		return nil, nil, taskNotFound(containerID)
+	case p == nil:
+		return nil, nil, processNotFound(execID)
+	}
+	return t, p, nil
 }
 
 // Create makes a created task; unlike containerd it needs no container
@@ -258,14 +285,17 @@ func (ts *taskService) Create(ctx context.Context, r *tasksapi.CreateTaskRequest
 	s := ts.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.createLocked(ns, r)
+}
+
+func (s *Server) createLocked(ns string, r *tasksapi.CreateTaskRequest) (*tasksapi.CreateTaskResponse, error) {
 	if _, ok := s.tasks[ns][r.ContainerID]; ok {
 		return nil, status.Errorf(codes.AlreadyExists, "task %s: already exists", r.ContainerID)
 	}
 	if r.ContainerID == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "container id must not be empty")
 	}
-	p := newProc(r.ContainerID, s.nextPid, tasktypes.Status_CREATED)
-	s.nextPid++
+	p := newProc(r.ContainerID, s.takePid(), tasktypes.Status_CREATED)
 	p.stdin, p.stdout, p.stderr, p.terminal = r.Stdin, r.Stdout, r.Stderr, r.Terminal
 	if s.tasks[ns] == nil {
 		s.tasks[ns] = map[string]*task{}
@@ -280,30 +310,49 @@ func (ts *taskService) Create(ctx context.Context, r *tasksapi.CreateTaskRequest
 	return &tasksapi.CreateTaskResponse{ContainerID: r.ContainerID, Pid: p.pid}, nil
 }
 
+// takePid hands out the next pid (see SetNextPid).
+func (s *Server) takePid() uint32 {
+	pid := s.nextPid
+	s.nextPid++
+	return pid
+}
+
 // Start runs a created init or exec; an exec gets its pid here, as runc's do.
 func (ts *taskService) Start(ctx context.Context, r *tasksapi.StartRequest) (*tasksapi.StartResponse, error) {
-	ns, t, p, err := ts.find(ctx, r.ContainerID, r.ExecID)
+	ns, err := namespaceOf(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s := ts.s
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p.status != tasktypes.Status_CREATED {
-		return nil, status.Errorf(codes.FailedPrecondition, "cannot start a %s process", statusName(p.status))
+	pid, err := s.startLocked(ns, r.ContainerID, r.ExecID)
+	if err != nil {
+		return nil, err
 	}
-	if r.ExecID == "" {
+	return &tasksapi.StartResponse{Pid: pid}, nil
+}
+
+func (s *Server) startLocked(ns, containerID, execID string) (uint32, error) {
+	t, p, err := s.findLocked(ns, containerID, execID)
+	if err != nil {
+		return 0, err
+	}
+	if p.status != tasktypes.Status_CREATED {
+		return 0, status.Errorf(codes.FailedPrecondition, "cannot start a %s process", statusName(p.status))
+	}
+	if execID == "" {
 		p.status = tasktypes.Status_RUNNING
 		s.publishLocked(ns, runtime.TaskStartEventTopic, &eventtypes.TaskStart{ContainerID: t.id, Pid: p.pid})
-		return &tasksapi.StartResponse{Pid: p.pid}, nil
+		return p.pid, nil
 	}
 	if t.init.status != tasktypes.Status_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", t.id)
+		return 0, status.Errorf(codes.FailedPrecondition, "container %s is not running", t.id)
 	}
-	p.pid = s.nextPid
-	s.nextPid++
+	p.pid = s.takePid()
 	p.status = tasktypes.Status_RUNNING
 	s.publishLocked(ns, runtime.TaskExecStartedEventTopic, &eventtypes.TaskExecStarted{ContainerID: t.id, ExecID: p.id, Pid: p.pid})
-	return &tasksapi.StartResponse{Pid: p.pid}, nil
+	return p.pid, nil
 }
 
 func statusName(st tasktypes.Status) string {
@@ -333,23 +382,30 @@ func deleteAnswer(p *proc) *tasksapi.DeleteResponse {
 	}
 }
 
-// Delete removes a stopped (or never started) task with its execs.
+// Delete removes a stopped (or never started) task with its execs. With a
+// delete lag (SetDeleteLag) the task leaves the table at once and the
+// answer comes that much later, as containerd's does.
 func (ts *taskService) Delete(ctx context.Context, r *tasksapi.DeleteTaskRequest) (*tasksapi.DeleteResponse, error) {
-	ns, t, p, err := ts.find(ctx, r.ContainerID, "")
+	ns, err := namespaceOf(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s := ts.s
-	defer s.mu.Unlock()
-	if p.status == tasktypes.Status_RUNNING || p.status == tasktypes.Status_PAUSED {
-		return nil, status.Errorf(codes.FailedPrecondition, "task %s must be stopped before deletion: %s", t.id, statusName(p.status))
+	s.mu.Lock()
+	resp, err := s.deleteLocked(ns, r.ContainerID, "")
+	lag := s.deleteLag
+	s.mu.Unlock()
+	if err != nil || lag == 0 {
+		return resp, err
 	}
-	resp := deleteAnswer(p)
-	s.removeTask(ns, t)
-	s.publishLocked(ns, runtime.TaskDeleteEventTopic, &eventtypes.TaskDelete{
-		ContainerID: t.id, ID: t.id, Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt,
-	})
-	return resp, nil
+	timer := time.NewTimer(lag)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return resp, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 }
 
 // DeleteProcess removes a stopped (or never started) exec.
@@ -357,19 +413,42 @@ func (ts *taskService) DeleteProcess(ctx context.Context, r *tasksapi.DeleteProc
 	if r.ExecID == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "exec id must not be empty")
 	}
-	ns, t, p, err := ts.find(ctx, r.ContainerID, r.ExecID)
+	ns, err := namespaceOf(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s := ts.s
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p.alive() && p.status != tasktypes.Status_CREATED {
+	return s.deleteLocked(ns, r.ContainerID, r.ExecID)
+}
+
+// deleteLocked removes a task (execID "") with its execs, or one exec.
+// TaskDelete is published for a task, and for an exec unless the server
+// publishes as the runc shim does (WithRuncShimEvents).
+func (s *Server) deleteLocked(ns, containerID, execID string) (*tasksapi.DeleteResponse, error) {
+	t, p, err := s.findLocked(ns, containerID, execID)
+	if err != nil {
+		return nil, err
+	}
+	if execID == "" {
+		if p.status == tasktypes.Status_RUNNING || p.status == tasktypes.Status_PAUSED {
+			return nil, status.Errorf(codes.FailedPrecondition, "task %s must be stopped before deletion: %s", t.id, statusName(p.status))
+		}
+	} else if p.alive() && p.status != tasktypes.Status_CREATED {
 		return nil, status.Errorf(codes.FailedPrecondition, "process %s must be stopped before deletion: %s", p.id, statusName(p.status))
 	}
 	resp := deleteAnswer(p)
-	resp.ID = p.id
-	s.drop(p)
-	delete(t.execs, p.id)
+	if execID == "" {
+		s.removeTask(ns, t)
+	} else {
+		resp.ID = p.id
+		s.drop(p)
+		delete(t.execs, p.id)
+		if s.runcEvents {
+			return resp, nil
+		}
+	}
 	s.publishLocked(ns, runtime.TaskDeleteEventTopic, &eventtypes.TaskDelete{
 		ContainerID: t.id, ID: p.id, Pid: resp.Pid, ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt,
 	})
@@ -440,26 +519,38 @@ func (ts *taskService) Kill(ctx context.Context, r *tasksapi.KillRequest) (*empt
 
 // Exec adds a created exec to a running task.
 func (ts *taskService) Exec(ctx context.Context, r *tasksapi.ExecProcessRequest) (*emptypb.Empty, error) {
-	if r.ExecID == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "exec id cannot be empty")
-	}
-	ns, t, _, err := ts.find(ctx, r.ContainerID, "")
+	ns, err := namespaceOf(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s := ts.s
+	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.execLocked(ns, r); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *Server) execLocked(ns string, r *tasksapi.ExecProcessRequest) error {
+	if r.ExecID == "" {
+		return status.Errorf(codes.InvalidArgument, "exec id cannot be empty")
+	}
+	t, _, err := s.findLocked(ns, r.ContainerID, "")
+	if err != nil {
+		return err
+	}
 	if _, ok := t.execs[r.ExecID]; ok {
-		return nil, status.Errorf(codes.AlreadyExists, "id %s: already exists", r.ExecID)
+		return status.Errorf(codes.AlreadyExists, "id %s: already exists", r.ExecID)
 	}
 	if t.init.status != tasktypes.Status_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running: %s", t.id, statusName(t.init.status))
+		return status.Errorf(codes.FailedPrecondition, "container %s is not running: %s", t.id, statusName(t.init.status))
 	}
 	p := newProc(r.ExecID, 0, tasktypes.Status_CREATED)
 	p.stdin, p.stdout, p.stderr, p.terminal = r.Stdin, r.Stdout, r.Stderr, r.Terminal
 	t.execs[r.ExecID] = p
 	s.publishLocked(ns, runtime.TaskExecAddedEventTopic, &eventtypes.TaskExecAdded{ContainerID: t.id, ExecID: r.ExecID})
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // ResizePty only checks the process exists.

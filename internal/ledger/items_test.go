@@ -1,0 +1,231 @@
+package ledger
+
+// The interleavings of issue 22's items A–I, each as a fixed schedule of
+// inputs (the simulation finds such schedules at random; these keep them).
+// G and H are the driver's (which shim it dials, when it clears an orphan
+// task): their tests are the root package's, against fakecd.
+
+import (
+	"testing"
+	"time"
+)
+
+// fixture is a live ledger with what it delivered.
+type fixture struct {
+	t   *testing.T
+	l   *Ledger
+	out []Exit
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{t: t, l: New()}
+	f.live()
+	return f
+}
+
+// step runs one input and keeps what it delivered; a barrier it asks for
+// comes back at once (the stream is live and has nothing else in it).
+func (f *fixture) step(in func(l *Ledger)) {
+	in(f.l)
+	f.ready()
+}
+
+func (f *fixture) ready() {
+	for {
+		rd := f.l.Ready()
+		f.out = append(f.out, rd.Deliver...)
+		if !rd.Barrier {
+			return
+		}
+		if seq := f.l.NeedBarrier(); seq != 0 {
+			f.l.Echo(seq)
+		}
+	}
+}
+
+func (f *fixture) live() {
+	f.l.StreamLive()
+	f.l.Echo(f.l.NextBarrier())
+	f.ready()
+}
+
+func (f *fixture) down() { f.l.StreamDown() }
+
+// answer answers every check with what containerd has (a function of the
+// key).
+func (f *fixture) answer(has func(k Key) Report) {
+	for {
+		checks := f.l.TakeChecks()
+		if len(checks) == 0 {
+			return
+		}
+		for _, ck := range checks {
+			f.l.CheckAnswer(ck.Token, has(ck.Key))
+		}
+		f.ready()
+	}
+}
+
+func (f *fixture) exits(k Key) []Exit {
+	var out []Exit
+	for _, e := range f.out {
+		if e.Key == k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (f *fixture) wantExits(k Key, codes ...uint32) {
+	f.t.Helper()
+	got := f.exits(k)
+	if len(got) != len(codes) {
+		f.t.Fatalf("%s: exits %+v, want codes %v", k, got, codes)
+	}
+	for i, c := range codes {
+		if got[i].Code != c {
+			f.t.Fatalf("%s: exits %+v, want codes %v", k, got, codes)
+		}
+	}
+}
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func gone(Key) Report { return Report{Status: Gone} }
+
+// A: a delete cut off is finished only for the incarnation it was for; the
+// caller's retry clears it, and a task created since is never deleted.
+func TestItemADeferredDeleteIsTiedToItsIncarnation(t *testing.T) {
+	f := newFixture(t)
+	k := InitKey("a")
+	id := f.l.Created(k, 10)
+	f.step(func(l *Ledger) { l.StartBegin(id); l.Started(id, 10) })
+	f.step(func(l *Ledger) { l.StreamExit(k, 10, 3, t0) })
+	d := f.l.DeleteBegin(Ref{ID: id, Key: k, Pid: 10})
+	f.step(func(l *Ledger) { l.DeleteUnknown(d) })
+	if !f.l.FinishPending(id) {
+		t.Fatal("a delete cut off is not to be finished")
+	}
+	// The caller's retry: NotFound (the first took effect).
+	d = f.l.DeleteBegin(Ref{ID: id, Key: k, Pid: 10})
+	f.step(func(l *Ledger) { l.DeleteNotFound(d, Ref{ID: id, Key: k, Pid: 10}) })
+	if f.l.FinishPending(id) {
+		t.Fatal("the retry's answer did not clear the deferred delete")
+	}
+	// A new task of the container, and an outage: nothing to finish.
+	next := f.l.Created(k, 11)
+	f.down()
+	f.l.StreamLive()
+	if rd := f.l.Ready(); len(rd.Finish) != 0 {
+		t.Fatalf("finishes %+v after the retry cleared it", rd.Finish)
+	}
+	if f.l.FinishPending(next) {
+		t.Fatal("the new task is to be deleted")
+	}
+	f.wantExits(k, 3)
+}
+
+// B: no guess while a kill-wait or delete of the client's is in flight: the
+// task leaves Get before its delete's answer comes, and the answer's real
+// code wins.
+func TestItemBNoGuessWhileForceDeleteRuns(t *testing.T) {
+	f := newFixture(t)
+	k := InitKey("b")
+	id := f.l.Created(k, 20)
+	f.step(func(l *Ledger) { l.StartBegin(id); l.Started(id, 20) })
+	f.down() // the kill's TaskExit is lost with the stream
+	kw := f.l.KillWaitBegin(Ref{ID: id, Key: k, Pid: 20})
+	f.live()       // the reconciler asks about it...
+	f.answer(gone) // ...and containerd took the task off its list
+	f.step(func(l *Ledger) { l.WaitAnswer(kw, 137, t0) })
+	d := f.l.DeleteBegin(Ref{ID: id, Key: k, Pid: 20})
+	f.step(func(l *Ledger) { l.DeleteAnswer(d, Ref{ID: id, Key: k, Pid: 20}, 20, 137, t0) })
+	f.step(func(l *Ledger) { l.KillWaitEnd(kw) })
+	f.wantExits(k, 137)
+}
+
+// C: a Start answer processed after the process's start, exit and delete
+// came through the stream makes no second incarnation.
+func TestItemCLateStartAnswerMakesNoPhantom(t *testing.T) {
+	f := newFixture(t)
+	k := InitKey("c")
+	id := f.l.Created(k, 30)
+	f.step(func(l *Ledger) { l.StartBegin(id) })
+	f.step(func(l *Ledger) { l.StreamStart(k, 30) })
+	f.step(func(l *Ledger) { l.StreamExit(k, 30, 0, t0) })
+	f.step(func(l *Ledger) { l.StreamDelete(k, 30, 0, t0) })
+	f.step(func(l *Ledger) { l.Started(id, 30) })
+	f.down()
+	f.live()
+	f.answer(gone)
+	f.wantExits(k, 0)
+	if n := f.l.Size(); n != 0 {
+		t.Fatalf("the ledger holds %d entries", n)
+	}
+}
+
+// D: exit times say nothing of order: an exec whose exit is stamped before
+// an earlier one's still gets it, from the stream and from its delete.
+func TestItemDClockStepBack(t *testing.T) {
+	f := newFixture(t)
+	task := InitKey("d")
+	tid := f.l.Created(task, 40)
+	f.step(func(l *Ledger) { l.StartBegin(tid); l.Started(tid, 40) })
+	for i, at := range []time.Time{t0, t0.Add(-time.Hour)} {
+		k := Key{Container: "d", Process: []string{"e1", "e2"}[i]}
+		id := f.l.ExecBegin(k, Ref{ID: tid, Key: task, Pid: 40})
+		f.step(func(l *Ledger) { l.ExecAdded(id); l.Started(id, uint32(41+i)) })
+		f.step(func(l *Ledger) { l.StreamExit(k, uint32(41+i), uint32(i+1), at) })
+		d := f.l.DeleteBegin(Ref{ID: id, Key: k, Pid: uint32(41 + i)})
+		f.step(func(l *Ledger) { l.DeleteAnswer(d, Ref{ID: id, Key: k}, uint32(41+i), uint32(i+1), at) })
+		f.wantExits(k, uint32(i+1))
+	}
+}
+
+// E: another client restarts the container while the stream is down, and
+// the kernel gives the new task the old one's pid: its exit is delivered.
+func TestItemEReusedPidIsANewProcess(t *testing.T) {
+	f := newFixture(t)
+	k := InitKey("e")
+	id := f.l.Created(k, 50)
+	f.step(func(l *Ledger) { l.StartBegin(id); l.Started(id, 50) })
+	f.step(func(l *Ledger) { l.StreamExit(k, 50, 1, t0) })
+	d := f.l.DeleteBegin(Ref{ID: id, Key: k, Pid: 50})
+	f.step(func(l *Ledger) { l.DeleteAnswer(d, Ref{ID: id, Key: k}, 50, 1, t0) })
+	f.step(func(l *Ledger) { l.StreamDelete(k, 50, 1, t0) })
+	f.down()
+	f.live() // the other client's create and start went with the outage
+	f.step(func(l *Ledger) { l.StreamExit(k, 50, 7, t0.Add(time.Second)) })
+	f.answer(func(Key) Report { return Report{Status: Stopped, Pid: 50, Code: 7, At: t0.Add(time.Second)} })
+	f.wantExits(k, 1, 7)
+}
+
+// F is memory_test.go's.
+
+// I: an exec whose start's answer an outage cut off, that ran and exited
+// on its own: the clean-up's delete (once containerd serves) or the
+// reconciler gives its exit, once.
+func TestItemIExecStartCutOff(t *testing.T) {
+	f := newFixture(t)
+	task := InitKey("i")
+	tid := f.l.Created(task, 60)
+	f.step(func(l *Ledger) { l.StartBegin(tid); l.Started(tid, 60) })
+	k := Key{Container: "i", Process: "e"}
+	id := f.l.ExecBegin(k, Ref{ID: tid, Key: task, Pid: 60})
+	f.step(func(l *Ledger) { l.ExecAdded(id) })
+	f.down() // its TaskExecAdded, start and exit go with the stream
+	f.step(func(l *Ledger) { l.StartUnknown(id) })
+	f.live()
+	f.answer(func(k Key) Report {
+		if k.IsInit() {
+			return Report{Status: Running, Pid: 60}
+		}
+		return Report{Status: Stopped, Pid: 61, Code: 3, At: t0}
+	})
+	d := f.l.DeleteBegin(Ref{ID: id, Key: k})
+	f.step(func(l *Ledger) { l.DeleteAnswer(d, Ref{ID: id, Key: k}, 61, 3, t0) })
+	f.wantExits(k, 3)
+	if n := f.l.Size(); n != 1 {
+		t.Fatalf("the ledger holds %d entries, want the task's only", n)
+	}
+}
