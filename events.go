@@ -131,7 +131,7 @@ func (s *eventStream) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.logger.WithError(err).Warn("event stream lost: waiting for containerd")
+		c.logger.WithError(err).Info("event stream lost: subscribing again once containerd serves")
 	}
 }
 

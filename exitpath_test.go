@@ -439,6 +439,9 @@ func TestStartCutOffStillReportsExit(t *testing.T) {
 	if ei.ExitCode != 5 || ei.Pid != pid {
 		t.Fatalf("exit %+v, want code 5 of pid %d", ei, pid)
 	}
+	if _, err := tk.Delete(context.Background()); err != nil { // releases its FIFOs
+		t.Fatal(err)
+	}
 }
 
 // Item 10, third case: a create refused with AlreadyExists for a task

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"github.com/lcdkit/libcontainerd/internal/testenv"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,7 @@ func (b *mobyBackend) idle(timeout time.Duration) bool {
 // it (issue 18, item 7). LCD_CHAOS_LONG=1 (make soak) adds a third 3 s
 // outage and a 17 s one.
 func TestChaosWithDeletingBackend(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	handles := newChaosHandles()
 	backend := &mobyBackend{recordingBackend: newRecordingBackend(), t: t, handles: handles}
 	f := newFixtureBackend(t, backend.recordingBackend, backend)

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/lcdkit/libcontainerd/internal/testenv"
 	"os"
 	"strconv"
 	"strings"
@@ -177,6 +178,7 @@ func chaosCycle(t *testing.T, f *fixture, cycle int, outage time.Duration, killS
 // shim killed while containerd was down; none is invented for a process
 // still running.
 func TestChaosExitsAcrossContainerdRestarts(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	f := newFixture(t)
 	var procs []chaosProc
 	for cycle := 0; cycle < 3; cycle++ {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"github.com/lcdkit/libcontainerd/internal/testenv"
 	"sync"
 	"syscall"
 	"testing"
@@ -65,6 +66,7 @@ func (g *failingCalls) interceptor() grpc.UnaryClientInterceptor {
 // exited during the outage get theirs with the real code. Every process
 // gets exactly one exit, shim re-sends included.
 func TestReconcileRetriesFailedListAndGet(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	gate := &failingCalls{}
 	f := newFixture(t, gate.interceptor())
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/lcdkit/libcontainerd/internal/testenv"
 	"math/rand"
 	"os"
 	"sort"
@@ -117,6 +118,7 @@ func loadEnv(t *testing.T) (n int, first int64, seeds int) {
 //     exactly one exit, with its code (137 if it was killed), and the
 //     client's exit ledger is empty.
 func TestLifecyclesAcrossContainerdKill(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	n, first, seeds := loadEnv(t)
 	var checks []func()
 	for seed := first; seed < first+int64(seeds); seed++ {

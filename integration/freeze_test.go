@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"github.com/lcdkit/libcontainerd/internal/testenv"
 	"os"
 	"strconv"
 	"syscall"
@@ -30,6 +31,7 @@ func freezeDuration(t *testing.T) time.Duration {
 // attempt and the re-sends alike. Every process still gets exactly one exit
 // with its code.
 func TestExitsAcrossContainerdFreeze(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	f := newFixture(t)
 	freeze := freezeDuration(t)
 	type proc struct {

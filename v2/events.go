@@ -133,7 +133,7 @@ func (s *eventStream) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.logger.WithError(err).Warn("event stream lost: waiting for containerd")
+		c.logger.WithError(err).Info("event stream lost: subscribing again once containerd serves")
 	}
 }
 
@@ -233,6 +233,9 @@ func (s *eventStream) subscribe(ctx context.Context, stopWatch func()) error {
 				l.Echo(seq)
 				if seq > x.echoed {
 					x.echoed = seq
+				}
+				if pending := l.Pending(); pending != "" {
+					c.logger.WithField("barrier", seq).WithField("pending", pending).Debug("barrier echoed")
 				}
 			})
 		}

@@ -113,14 +113,6 @@ func (l *Ledger) StartUnknown(id ID) {
 	if p.ran == ranNo {
 		p.ran = ranMaybe
 	}
-	if len(p.stash) > 0 && p.pid == 0 {
-		// An exit of the key since its add: its own, now that its start's
-		// call has ended (it ran). Not in stream order any more: it
-		// waits for a barrier.
-		l.setPid(p, p.stash[0].pid, false)
-		l.ranNow(p)
-	}
-	l.unstash(p)
 	l.touch(p)
 	if p.ran == ranNo {
 		p.ran = ranMaybe
@@ -587,8 +579,20 @@ func (l *Ledger) ShimReport(key Key, pid uint32, r Report) {
 	l.report(p, r, FromShim)
 }
 
-// report applies what containerd (or a shim) said of p's key.
+// report applies what containerd (or a shim) said of p's key. Of a process
+// known deleted it says nothing (whatever is under the key now is another),
+// unless it was asked before then: an exit it names by p's pid is p's.
 func (l *Ledger) report(p *proc, r Report, source Source) {
+	if p.deleted {
+		if source == FromReconcile && p.asked < p.goneAt && r.Status == Stopped && r.Pid == p.pid && p.pid != 0 && !p.exited() {
+			if p.ran == ranMaybe {
+				l.ranNow(p)
+			}
+			l.learn(p, news{code: r.Code, at: r.At, source: source})
+		}
+		l.settle(p)
+		return
+	}
 	if r.Status != Gone && r.Status != Created && r.Pid != 0 && !p.deleted && (p.pid == 0 || !p.pidSure && p.ours) {
 		l.setPid(p, r.Pid, true) // containerd names the process under the key now
 	}

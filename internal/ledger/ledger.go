@@ -229,7 +229,8 @@ type proc struct {
 	waiting      bool
 	after, order uint64
 	delivered    bool
-	deleted      bool // containerd no longer has it
+	deleted      bool   // containerd no longer has it
+	goneAt       uint64 // when the ledger learned it was deleted
 	// startRead: the stream carried its start.
 	startRead bool
 	// streamDone: the stream carried its init's TaskDelete, the last it
@@ -502,12 +503,11 @@ func (l *Ledger) pending(key Key) *proc {
 }
 
 // place finds the incarnation what the stream carried of key and pid is
-// about; a start binds its pid to this client's pending incarnation of key,
-// and so does an exec's exit once its start's call has ended without an
-// answer (while it is on its way, an exit first is another's: a shim's
-// re-send of an older exec's overtaking; containerd is asked). The pid the
-// stream named gives way to the one the start's answer names, with the news
-// of it (setPid).
+// about; a start binds its pid to this client's pending incarnation of key
+// (the pid the stream named gives way to the one the start's answer names,
+// with the news of it: setPid). An exit is not bound so: a shim's re-send of
+// an older exec's can overtake; it is kept until an answer names the pid
+// (stash).
 func (l *Ledger) place(key Key, pid uint32, start bool) *proc {
 	if pid == 0 {
 		return nil // an exec deleted before it started: nothing to place
@@ -515,7 +515,7 @@ func (l *Ledger) place(key Key, pid uint32, start bool) *proc {
 	if p := l.findStream(key, pid); p != nil {
 		return p
 	}
-	if p := l.pending(key); p != nil && (start || !key.IsInit() && p.ran == ranMaybe) {
+	if p := l.pending(key); p != nil && start {
 		l.setPid(p, pid, false)
 		return p
 	}
@@ -559,15 +559,15 @@ func (l *Ledger) unstash(p *proc) {
 	}
 }
 
-// starting returns this client's exec under key whose start's answer is on
-// its way, its add carried by the stream: an exit of the key the stream
-// carries now is kept for it.
+// startingExec returns this client's exec under key whose pid no answer has
+// named yet (its start's answer on its way, or lost), its add carried by the
+// stream: an exit of the key the stream carries now is kept for it.
 func (l *Ledger) startingExec(key Key) *proc {
 	if key.IsInit() {
 		return nil
 	}
 	for _, p := range l.list(key) {
-		if p.ours && p.pid == 0 && p.added && p.starting {
+		if p.ours && p.pid == 0 && p.added && (p.starting || p.ran == ranMaybe) {
 			return p
 		}
 	}
@@ -666,7 +666,7 @@ func (l *Ledger) gone(p *proc) {
 	if p.deleted {
 		return
 	}
-	p.deleted, p.finish = true, false
+	p.deleted, p.finish, p.goneAt = true, false, l.tick
 	l.ready.Watch = true
 	if p.key.IsInit() {
 		l.execsGone(p)

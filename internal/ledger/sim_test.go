@@ -23,13 +23,14 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 )
 
-var debugSim = true
+var debugSim = false
 
 var (
 	simSeed      = flag.Int64("sim.seed", 0, "replay this seed only")
@@ -518,6 +519,12 @@ func (s *sim) readEvent() {
 	s.ready()
 }
 
+func (s *sim) dumpKey(what string, k Key) {
+	for _, p := range s.l.list(k) {
+		s.logf("   %s: id=%d pid=%d sure=%v ran=%d seen=%v news=%+v delivered=%v deleted=%v ours=%v addDone=%v added=%v stash=%d ops=%d starting=%v check=%d", what, p.id, p.pid, p.pidSure, p.ran, p.seen, p.news, p.delivered, p.deleted, p.ours, p.addDone, p.added, len(p.stash), p.ops, p.starting, p.check)
+	}
+}
+
 func (s *sim) toBackend(b bentry) {
 	if s.closed {
 		return
@@ -898,7 +905,7 @@ func (s *sim) deleteCall(h *handle, cleanup bool, afterwards func()) *call {
 	}, then: func(r rpcResult, lost bool) {
 		switch {
 		case lost:
-			if key.IsInit() && s.rng.Intn(2) == 0 {
+			if key.IsInit() && h.proc != nil && s.rng.Intn(2) == 0 {
 				if t := s.lookupTaskOf(h.proc); t == nil && h.proc.deleted {
 					h.proc.task.cutDelete = true
 				}
@@ -1144,7 +1151,13 @@ func (s *sim) answerCheck(i int) {
 		}
 	}
 	last := s.l.last
+	if debugSim && a.proc != nil {
+		s.dumpKey("before answer", a.proc.key)
+	}
 	s.l.CheckAnswer(a.token, a.r)
+	if debugSim && a.proc != nil {
+		s.dumpKey("after answer", a.proc.key)
+	}
 	s.mapNew(last, a.proc)
 	if a.proc != nil && (a.r.Status == Running || a.r.Status == Stopped) {
 		s.heldAsRun(a.proc, "reconcile")
@@ -1685,6 +1698,11 @@ func TestSimulation(t *testing.T) {
 
 func runSeed(t *testing.T, seed int64, trace bool) bool {
 	s := newSim(t, seed)
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("seed %d panicked: %v\n%s\nreplay: go test ./internal/ledger -run 'TestSimulation$' -sim.seed=%d -sim.trace -v", seed, r, debug.Stack(), seed)
+		}
+	}()
 	s.run(150)
 	if trace || s.failed {
 		if trace || testing.Verbose() {

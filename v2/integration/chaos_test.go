@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/lcdkit/libcontainerd/v2/internal/testenv"
 	"os"
 	"strconv"
 	"strings"
@@ -179,6 +180,7 @@ func chaosCycle(t *testing.T, f *fixture, cycle int, outage time.Duration, killS
 // shim killed while containerd was down; none is invented for a process
 // still running.
 func TestChaosExitsAcrossContainerdRestarts(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	f := newFixture(t)
 	var procs []chaosProc
 	for cycle := 0; cycle < 3; cycle++ {

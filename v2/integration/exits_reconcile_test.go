@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"github.com/lcdkit/libcontainerd/v2/internal/testenv"
 	"sync"
 	"syscall"
 	"testing"
@@ -67,6 +68,7 @@ func (g *failingCalls) interceptor() grpc.UnaryClientInterceptor {
 // exited during the outage get theirs with the real code. Every process
 // gets exactly one exit, shim re-sends included.
 func TestReconcileRetriesFailedListAndGet(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	gate := &failingCalls{}
 	f := newFixture(t, gate.interceptor())
 

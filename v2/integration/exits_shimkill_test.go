@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/lcdkit/libcontainerd/v2/internal/testenv"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ const shimDeathBound = time.Second
 // the test logs both delays. Then the container deletes cleanly, no shim is
 // left and the client tracks nothing.
 func TestShimKilledWithExecsRunning(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	f := newFixture(t)
 	const id = "shimkill"
 	ctr, task := f.startSleeper(id)

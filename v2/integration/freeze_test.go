@@ -4,6 +4,7 @@ package integration
 
 import (
 	"fmt"
+	"github.com/lcdkit/libcontainerd/v2/internal/testenv"
 	"os"
 	"strconv"
 	"syscall"
@@ -32,6 +33,7 @@ func freezeDuration(t *testing.T) time.Duration {
 // attempt and the re-sends alike. Every process still gets exactly one exit
 // with its code.
 func TestExitsAcrossContainerdFreeze(t *testing.T) {
+	testenv.LogGuard(t) // an outage must not make the library log errors
 	f := newFixture(t)
 	freeze := freezeDuration(t)
 	type proc struct {

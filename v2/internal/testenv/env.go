@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/containerd/log"
 	"io"
 	"os"
 	"os/exec"
@@ -69,6 +70,13 @@ func Requirements() []string {
 // os.Exit. setup, if non-nil, runs once the env is up. When the host cannot
 // run the suite it fails (exit 1) with the reason: never a silent skip.
 func Main(m *testing.M, setup func(*Env)) int {
+	// LCD_LOG_LEVEL=debug shows what the library decides, with its reasons.
+	if level := os.Getenv("LCD_LOG_LEVEL"); level != "" {
+		if err := log.SetLevel(level); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: LCD_LOG_LEVEL: %v\n", err)
+			return 1
+		}
+	}
 	if err := UseBinDir(); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: integration tests cannot run: %v\n", err)
 		return 1
