@@ -34,6 +34,8 @@ import (
 
 var debugSim = false
 
+var debugKey = "b"
+
 var (
 	simSeed      = flag.Int64("sim.seed", 0, "replay this seed only")
 	simSchedules = flag.Int("sim.schedules", 0, "schedules to run (default: 100000, or LCD_SIM_SCHEDULES)")
@@ -186,13 +188,14 @@ type bentry struct {
 }
 
 type sim struct {
-	t      testing.TB
-	seed   int64
-	rng    *rand.Rand
-	l      *Ledger
-	step   int
-	trace  []string
-	failed bool
+	lastDump string
+	t        testing.TB
+	seed     int64
+	rng      *rand.Rand
+	l        *Ledger
+	step     int
+	trace    []string
+	failed   bool
 
 	// Knobs chosen per schedule.
 	cleanDead  bool // 1.7+: restart deletes tasks whose init died in the outage
@@ -506,6 +509,9 @@ func (s *sim) readEvent() {
 			s.logf("   (placed on %d deleted=%v startRead=%v ran=%d delivered=%v)", q.id, q.deleted, q.startRead, q.ran, q.delivered)
 		}
 		s.logf("stream: exit %s pid %d code %d", e.key, e.pid, e.code)
+		if debugSim {
+			s.dumpKey("at exit", e.key)
+		}
 		s.aliasStream(e)
 		s.noteNews(e.proc, e.code, e.at)
 		s.l.StreamExit(e.key, e.pid, e.code, e.at)
@@ -875,6 +881,9 @@ func (s *sim) exec(h *handle, execID string) {
 // after the delete's end.
 func (s *sim) deleteCall(h *handle, cleanup bool, afterwards func()) *call {
 	id := s.l.DeleteBegin(h.ref)
+	if id != 0 {
+		h.ref.ID = id // as process.deleteOnce: the handle holds what the ledger holds
+	}
 	key := h.ref.Key
 	var killed bool
 	var c *call
@@ -1572,7 +1581,21 @@ func (s *sim) run(n int) {
 			s.l.Close()
 			s.closed = true
 		}
+		last := s.l.last
 		s.pick(s.actions(false)).do()
+		if debugSim && s.l.last != last {
+			s.logf("   (ledger handed out up to %d)", s.l.last)
+		}
+		if debugSim && debugKey != "" {
+			var b strings.Builder
+			for _, p := range s.l.list(InitKey(debugKey)) {
+				fmt.Fprintf(&b, "[id=%d pid=%d ran=%d seen=%v news=%v deleted=%v ours=%v ops=%d check=%d finish=%v linger=%v streamDone=%v] ", p.id, p.pid, p.ran, p.seen, p.news != nil, p.deleted, p.ours, p.ops, p.check, p.finish, p.lingering, p.streamDone)
+			}
+			if b.String() != s.lastDump {
+				s.lastDump = b.String()
+				s.logf("   %s: %s", debugKey, b.String())
+			}
+		}
 	}
 	s.calm()
 	s.drain()
