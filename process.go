@@ -2,6 +2,9 @@ package libcontainerd
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -159,7 +162,27 @@ func (p *process) resolveStart(ctx context.Context) {
 	if !ok {
 		return
 	}
+	if r.Status == ledger.Created && r.Pid != 0 && !runtimeInit(r.Pid) {
+		// The shim still says created, but the process containerd names
+		// has left the runtime's init for the container's program: the
+		// start took effect in the shim after containerd, and with it
+		// the call's answer, went (the shim keeps the state its failed
+		// call left).
+		r.Status = ledger.Running
+	}
 	p.exits().do(func(l *ledger.Ledger) { l.Resolve(ref, r) })
+}
+
+// runtimeInit reports whether process pid still runs the OCI runtime's init
+// ("runc init": a created container waiting to be started), or cannot be
+// read (gone: nothing can be told of it).
+func runtimeInit(pid uint32) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return true
+	}
+	args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	return len(args) == 2 && args[1] == "init"
 }
 
 // releaseIO waits for the caller's copiers to drain what the shim flushed

@@ -435,6 +435,9 @@ func (c *Client) shimReport(key ledger.Key, pid uint32, resp *shimapi.StateRespo
 		c.logger.WithField("container", key.Container).WithField("process", key.Process).WithField("exit-code", r.Code).
 			Debug("an exit heard from the shim while containerd is down")
 	}
-	c.exits.do(func(l *ledger.Ledger) { l.ShimReport(key, pid, r) })
+	c.exits.do(func(l *ledger.Ledger) {
+		l.ShimReport(key, pid, r)
+		c.logger.WithField("key", key.String()).WithField("report", fmt.Sprintf("%+v", r)).WithField("ledger", l.Describe(key)).Debug("shim watch: the shim answered")
+	})
 	return r.Status == ledger.Stopped || pid != 0 && resp.Pid != 0 && resp.Pid != pid
 }

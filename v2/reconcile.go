@@ -4,6 +4,7 @@ package libcontainerd
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -157,7 +158,10 @@ func (c *Client) reconcileOne(ctx context.Context, ck ledger.Check) bool {
 		c.exits.do(func(l *ledger.Ledger) { l.CheckFailed(ck.Token) })
 		return false
 	}
-	c.exits.do(func(l *ledger.Ledger) { l.CheckAnswer(ck.Token, r) })
+	c.exits.do(func(l *ledger.Ledger) {
+		l.CheckAnswer(ck.Token, r)
+		c.logger.WithField("key", ck.Key.String()).WithField("report", fmt.Sprintf("%+v", r)).WithField("ledger", l.Describe(ck.Key)).Debug("reconcile: containerd answered")
+	})
 	return true
 }
 
@@ -200,14 +204,41 @@ func (c *Client) finishDelete(ctx context.Context, w finishWork) bool {
 	p := w.p
 	p.deleting.Lock()
 	defer p.deleting.Unlock()
-	ref := ledger.Ref{ID: w.f.ID, Key: w.f.Key, Pid: w.f.Pid}
+	target := func() (uint32, bool) {
+		var (
+			pid     uint32
+			pending bool
+		)
+		c.exits.do(func(l *ledger.Ledger) { pid, pending = l.FinishTarget(w.f.ID) })
+		return pid, pending
+	}
+	pid, pending := target()
+	if !pending {
+		return true
+	}
+	ref := ledger.Ref{ID: w.f.ID, Key: w.f.Key, Pid: pid}
 	st, err := c.getProcess(ctx, w.f.Key.Container, execIDOf(w.f.Key.Container, w.f.Key.Process))
 	r, ok := reportOf(st, err)
 	if !ok {
 		c.requeueFinish(w)
 		return false
 	}
-	if r.Status == ledger.Gone || r.Pid != w.f.Pid {
+	if pid == 0 && r.Status != ledger.Gone && r.Pid != 0 {
+		// An exec whose pid was not known: containerd may name it now.
+		c.exits.do(func(l *ledger.Ledger) { l.Resolve(ref, r) })
+		if pid, pending = target(); !pending {
+			return true
+		}
+		if pid == 0 {
+			// What runs under its ID cannot be told to be it: left
+			// to its task's delete.
+			c.exits.do(func(l *ledger.Ledger) { l.FinishDropped(w.f.ID) })
+			p.releaseIO()
+			return true
+		}
+		ref.Pid = pid
+	}
+	if r.Status == ledger.Gone || r.Pid != pid {
 		// Not there any more, or another process: nothing of ours to
 		// delete (the ledger clears the finish).
 		c.exits.do(func(l *ledger.Ledger) { l.Resolve(ref, ledger.Report{Status: ledger.Gone}) })

@@ -53,6 +53,7 @@
 package ledger
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -249,8 +250,9 @@ type proc struct {
 	stash []news
 	// addDone: this client's exec add was answered: containerd has this
 	// exec under its key.
-	addDone bool
-	ops     int // this client's start, delete or kill-wait calls in flight
+	addDone   bool
+	addDoneAt uint64 // when addDone was set
+	ops       int    // this client's start, delete or kill-wait calls in flight
 	// starting: a start of this client's is in flight (an exec's add and
 	// start, or a task's start).
 	starting bool
@@ -552,11 +554,29 @@ func (l *Ledger) unstash(p *proc) {
 	p.stash = nil
 	for _, n := range stash {
 		if n.pid == p.pid && p.pid != 0 && l.byID[p.id] == p {
+			if (p.ran == ranMaybe || p.starting) && !p.key.IsInit() {
+				l.ranNow(p) // an exec has a pid only once started: it ran
+			}
 			l.learn(p, news{code: n.code, at: n.at, source: FromStream})
 		} else {
 			l.unplaced(p.key, n.pid, n.code, n.at)
 		}
 	}
+}
+
+// stashedPid returns the one pid the exits kept for p name, if they name
+// one.
+func (p *proc) stashedPid() (uint32, bool) {
+	if len(p.stash) == 0 {
+		return 0, false
+	}
+	pid := p.stash[0].pid
+	for _, n := range p.stash[1:] {
+		if n.pid != pid {
+			return 0, false
+		}
+	}
+	return pid, pid != 0
 }
 
 // startingExec returns this client's exec under key whose pid no answer has
@@ -668,6 +688,13 @@ func (l *Ledger) gone(p *proc) {
 	}
 	p.deleted, p.finish, p.goneAt = true, false, l.tick
 	l.ready.Watch = true
+	if pid, ok := p.stashedPid(); ok && p.pid == 0 && !p.starting {
+		// Gone before any answer named its pid, and the exits the
+		// stream carried of the key since its add all name one: its
+		// own (nothing else can name it any more). While its start is
+		// in flight, that start's answer decides (StartUnknown).
+		l.setPid(p, pid, true)
+	}
 	if p.key.IsInit() {
 		l.execsGone(p)
 	}
@@ -739,4 +766,14 @@ func (l *Ledger) taskGone(container string, pid uint32) {
 			l.want(q)
 		}
 	}
+}
+
+// Describe says what the ledger holds under key, for debug logs.
+func (l *Ledger) Describe(key Key) string {
+	var b []byte
+	for _, p := range l.list(key) {
+		b = fmt.Appendf(b, "[#%d pid %d ran=%d seen=%v starting=%v ops=%d news=%v delivered=%v deleted=%v check=%d] ",
+			p.id, p.pid, p.ran, p.seen, p.starting, p.ops, p.news != nil, p.delivered, p.deleted, p.check)
+	}
+	return string(b)
 }

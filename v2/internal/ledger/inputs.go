@@ -33,7 +33,7 @@ func (l *Ledger) ExecBegin(key Key, task Ref) ID {
 func (l *Ledger) ExecAdded(id ID) {
 	l.tick++
 	if p := l.byID[id]; p != nil {
-		p.addDone = true
+		p.addDone, p.addDoneAt = true, l.tick
 		if p.epoch != l.epoch && !p.added {
 			// The stream was renewed since the call began: its
 			// TaskExecAdded may have gone with the old one, and the new
@@ -112,13 +112,14 @@ func (l *Ledger) StartUnknown(id ID) {
 	}
 	l.endOp(p)
 	p.starting = false
-	if p.ran == ranNo {
-		p.ran = ranMaybe
-	}
 	l.touch(p)
 	if p.ran == ranNo {
 		p.ran = ranMaybe
-		l.ready.Watch = true
+		l.ready.Watch = true // the shim watch listens for it too
+	}
+	if pid, ok := p.stashedPid(); ok && p.deleted && p.pid == 0 {
+		// Gone already, and no answer can name its pid now: see gone.
+		l.setPid(p, pid, true)
 	}
 	if p.ran == ranMaybe {
 		l.want(p)
@@ -185,6 +186,14 @@ func (l *Ledger) StatusStopped(ref Ref, pid, code uint32, at time.Time) {
 func (l *Ledger) Resolve(ref Ref, r Report) {
 	l.tick++
 	if p := l.resolve(ref); p != nil {
+		if r.Status == Created && p.ran == ranMaybe && p.key.IsInit() {
+			// Still created when its caller is about to kill it: a
+			// created task killed exits without having run. (An exec
+			// has no process until it starts: nothing to kill, and its
+			// pid, in an answer, says it ran.)
+			p.ran, p.seen, p.news = ranNo, false, nil
+			l.ready.Watch = true
+		}
 		l.report(p, r, FromReconcile)
 	}
 }
@@ -226,11 +235,13 @@ func (l *Ledger) DeleteAnswer(id ID, ref Ref, pid, code uint32, at time.Time) {
 	if p.seen && pid == p.pid {
 		l.ranNow(p) // seen starting, and gone with an exit: it ran
 	}
-	if !p.key.IsInit() && p.ran == ranMaybe {
+	if !p.key.IsInit() && p.ran != ranYes {
 		if pid != 0 {
 			l.ranNow(p) // an exec gets its pid at start: it ran
 		} else {
-			p.ran = ranNo // and without one it never started
+			// And without one it never started: the exits kept for
+			// it are re-sends of an earlier exec's under its ID.
+			p.ran, p.stash = ranNo, nil
 		}
 	}
 	if p.ran != ranYes {
@@ -278,6 +289,16 @@ func (l *Ledger) DeleteUnknown(id ID) {
 	l.settle(p)
 }
 
+// FinishDropped gives up finishing the delete of id: containerd shows a
+// process under its key that cannot be told to be it.
+func (l *Ledger) FinishDropped(id ID) {
+	l.tick++
+	if p := l.byID[id]; p != nil {
+		p.finish = false
+		l.settle(p)
+	}
+}
+
 // DeleteFailed records a delete refused (the process still runs).
 func (l *Ledger) DeleteFailed(id ID) {
 	l.tick++
@@ -291,6 +312,16 @@ func (l *Ledger) DeleteFailed(id ID) {
 func (l *Ledger) FinishPending(id ID) bool {
 	p := l.byID[id]
 	return p != nil && p.finish && !p.deleted
+}
+
+// FinishTarget returns the pid the delete of id is to be finished for, as
+// the ledger knows it now (an exec's may have been learned since the delete
+// was cut off; 0: still not known), and whether it is still to be finished.
+func (l *Ledger) FinishTarget(id ID) (uint32, bool) {
+	if !l.FinishPending(id) {
+		return 0, false
+	}
+	return l.byID[id].pid, true
 }
 
 // KillWaitBegin records a kill-and-wait through ref in flight (ForceDelete)
@@ -473,6 +504,10 @@ func (l *Ledger) unplaced(key Key, pid, code uint32, at time.Time) {
 	}
 	if p := l.startingExec(key); p != nil {
 		p.stash = append(p.stash, news{code: code, at: at, pid: pid, source: FromStream})
+		if pid, ok := p.stashedPid(); ok && p.deleted && !p.starting {
+			// Gone already (see gone): nothing else can name its pid.
+			l.setPid(p, pid, true)
+		}
 		return
 	}
 
@@ -499,6 +534,10 @@ func (l *Ledger) StreamDelete(key Key, pid, code uint32, at time.Time) {
 			// A task the ledger did not hold: its execs the ledger holds
 			// without knowing their task are asked about.
 			l.taskGone(key.Container, 0)
+		} else {
+			// An exec's exit the ledger cannot place (its start's answer
+			// still to name its pid): held as an unplaced exit is.
+			l.unplaced(key, pid, code, at)
 		}
 		return
 	}
@@ -595,8 +634,17 @@ func (l *Ledger) report(p *proc, r Report, source Source) {
 		l.settle(p)
 		return
 	}
-	if r.Status != Gone && r.Status != Created && r.Pid != 0 && !p.deleted && (p.pid == 0 || !p.pidSure && p.ours) {
-		l.setPid(p, r.Pid, true) // containerd names the process under the key now
+	if r.Status != Gone && r.Status != Created && r.Pid != 0 && !p.deleted && (p.key.IsInit() || p.addDone) && (p.pid == 0 || !p.pidSure && p.ours) {
+		// containerd names the process under the key now: this one,
+		// unless an exec's add was not answered (an earlier exec may
+		// still hold its ID).
+		l.setPid(p, r.Pid, true)
+	}
+	if p.pid == 0 && (r.Status == Running || r.Status == Stopped) {
+		// An exec whose add no answer confirmed: what runs or ran under
+		// its ID may be an earlier exec's.
+		l.settle(p)
+		return
 	}
 	if r.Status == Gone || r.Pid != 0 && p.pid != 0 && r.Pid != p.pid || l.another(p, r) {
 		l.gone(p)
@@ -604,7 +652,11 @@ func (l *Ledger) report(p *proc, r Report, source Source) {
 	}
 	switch r.Status {
 	case Created:
-		if p.ran == ranMaybe {
+		// A start whose answer was lost may still be under way in the
+		// shim (containerd handed it over before it went): "created"
+		// says nothing of whether it will run. Only a start seen on the
+		// stream and not yet confirmed is undone: that was a re-send.
+		if p.ran == ranMaybe && p.seen {
 			p.ran, p.seen, p.news = ranNo, false, nil
 			l.ready.Watch = true
 		}
@@ -778,7 +830,25 @@ func (l *Ledger) added(key Key, asked uint64) *proc {
 func (l *Ledger) checked(p *proc, r Report) {
 	again := p.check == checkAgain
 	p.check = checkNone
+	if r.Status != Gone && r.Status != Created && r.Pid != 0 && p.pid == 0 && p.ours && p.addDone && p.addDoneAt < p.asked && (!p.deleted || p.asked < p.goneAt) {
+		// The answer names this client's exec's pid (asked once its add
+		// was answered, while containerd had it): the exits kept for it
+		// are placed first, and may be newer than the answer.
+		l.setPid(p, r.Pid, true)
+	}
 	stale := p.touched >= p.asked
+	if r.Status == Stopped && r.Pid != 0 && r.Pid != p.pid {
+		// containerd shows another process under the key stopped: if
+		// the ledger holds it as this client's earlier exec under the
+		// same ID, still there, this is its exit (an exit stays an
+		// exit).
+		for _, q := range l.list(p.key) {
+			if q != p && q.ours && !q.key.IsInit() && q.pid == r.Pid && !q.deleted && q.born < p.asked {
+				l.report(q, r, FromReconcile)
+				break
+			}
+		}
+	}
 	switch {
 	case stale && (r.Status == Running || r.Status == Created),
 		stale && r.Status == Gone && p.pid == 0:

@@ -34,7 +34,7 @@ import (
 
 var debugSim = false
 
-var debugKey = "b"
+var debugKey = "x"
 
 var (
 	simSeed      = flag.Int64("sim.seed", 0, "replay this seed only")
@@ -131,6 +131,7 @@ type rpcResult struct {
 	xc   uint32
 	at   time.Time
 	proc *wproc
+	rep  Report // a Get's report
 }
 
 const (
@@ -275,7 +276,7 @@ func (s *sim) newAt() time.Time {
 // of time: the stream reader is never a whole create or start behind, and a
 // shim's re-sends come within seconds, so a new process does not get the
 // pid of one of its container's processes whose events are still to reach
-// the reader.
+// the reader, nor that of one a check's answer still on its way names.
 func (s *sim) allocPid(c string) uint32 {
 	unread := map[uint32]bool{}
 	pending := append(append([]env(nil), s.stream...), s.frozenQ...)
@@ -285,6 +286,13 @@ func (s *sim) allocPid(c string) uint32 {
 	for _, e := range pending {
 		if e.key.Container == c {
 			unread[e.pid] = true
+		}
+	}
+	// Nor one a check's answer on its way names: containerd answers
+	// within moments.
+	for _, a := range s.answers {
+		if a.proc != nil && a.proc.key.Container == c && a.r.Pid != 0 {
+			unread[a.r.Pid] = true
 		}
 	}
 	// Nor one of its container's processes that exited, or whose events
@@ -514,17 +522,32 @@ func (s *sim) readEvent() {
 		}
 		s.aliasStream(e)
 		s.noteNews(e.proc, e.code, e.at)
+		s.execRan(e)
 		s.l.StreamExit(e.key, e.pid, e.code, e.at)
 	case evDelete:
 		s.logf("stream: delete %s pid %d code %d", e.key, e.pid, e.code)
 		s.aliasStream(e)
 		s.noteNews(e.proc, e.code, e.at)
+		s.execRan(e)
 		s.l.StreamDelete(e.key, e.pid, e.code, e.at)
 	case evOOM:
 		s.logf("stream: oom %s", e.key.Container)
 		s.toBackend(bentry{oom: true, ctr: e.key.Container})
 	}
 	s.ready()
+}
+
+// execRan notes that the stream told the ledger this client's exec ran (an
+// exec has a pid only once started), if the ledger still holds that exec: a
+// shim's re-send after the exec was deleted and forgotten, its fate never
+// named by an answer, is news of a process containerd no longer has.
+func (s *sim) execRan(e env) {
+	if e.proc == nil || !e.proc.ours || e.key.IsInit() || e.pid == 0 {
+		return
+	}
+	if p := s.l.startingExec(e.key); p != nil || s.l.find(e.key, e.pid) != nil {
+		s.evidence(e.proc, "stream exit of an exec")
+	}
 }
 
 func (s *sim) dumpKey(what string, k Key) {
@@ -1156,7 +1179,18 @@ func (s *sim) answerCheck(i int) {
 			}
 		}
 		s.alias(v, a.proc)
-		takes := q != nil && (v == a.proc || q.pid == 0) || q == nil && matches
+		takes := q != nil && (v == a.proc || q.pid == 0 && (q.key.IsInit() || q.addDone)) || q == nil && matches
+		if q != nil && a.r.Status == Stopped && a.r.Pid != q.pid {
+			// Forwarded to the incarnation with that pid (checked).
+			for _, o := range s.l.list(a.proc.key) {
+				if o != q && o.ours && !o.key.IsInit() && o.pid == a.r.Pid && !o.deleted && o.born < q.asked {
+					s.alias(s.byID[o.id], a.proc)
+					if s.byID[o.id] == a.proc {
+						takes = true
+					}
+				}
+			}
+		}
 		if a.r.Status == Stopped && takes {
 			s.noteNews(a.proc, a.r.Code, a.r.At)
 		}
@@ -1180,19 +1214,38 @@ func (s *sim) answerCheck(i int) {
 func (s *sim) finish(i int) {
 	pf := s.finishes[i]
 	s.finishes = append(s.finishes[:i], s.finishes[i+1:]...)
-	if !s.l.FinishPending(pf.f.ID) {
+	pid, pending := s.l.FinishTarget(pf.f.ID)
+	if !pending {
 		return
 	}
 	p := s.byID[pf.f.ID]
-	h := &handle{ref: Ref{ID: pf.f.ID, Key: pf.f.Key, Pid: pf.f.Pid}, proc: p}
+	h := &handle{ref: Ref{ID: pf.f.ID, Key: pf.f.Key, Pid: pid}, proc: p}
 	s.startOp("finish delete "+pf.f.Key.String(), &call{name: "Get", waitUp: true, effect: func() rpcResult {
 		r, q := s.report(pf.f.Key)
-		return rpcResult{st: wstatus(r.Status), pid: r.Pid, proc: q}
+		return rpcResult{st: wstatus(r.Status), pid: r.Pid, proc: q, rep: r}
 	}, then: func(r rpcResult, lost bool) {
 		if lost {
 			return
 		}
-		if r.proc == nil || r.proc.pid != pf.f.Pid {
+		// As reconcile.go's finishDelete: the pid as the ledger knows it
+		// now.
+		pid, pending := s.l.FinishTarget(pf.f.ID)
+		if !pending {
+			return
+		}
+		if pid == 0 && r.proc != nil && r.pid != 0 {
+			h.ref.Pid = 0
+			s.l.Resolve(h.ref, r.rep)
+			if pid, pending = s.l.FinishTarget(pf.f.ID); !pending {
+				return
+			}
+			if pid == 0 {
+				s.l.FinishDropped(pf.f.ID)
+				return
+			}
+		}
+		h.ref.Pid = pid
+		if r.proc == nil || r.proc.pid != pid {
 			s.l.Resolve(h.ref, Report{Status: Gone})
 			return
 		}
@@ -1588,7 +1641,11 @@ func (s *sim) run(n int) {
 		}
 		if debugSim && debugKey != "" {
 			var b strings.Builder
-			for _, p := range s.l.list(InitKey(debugKey)) {
+			k := InitKey(debugKey)
+			if c, e, ok := strings.Cut(debugKey, "/"); ok {
+				k = Key{c, e}
+			}
+			for _, p := range s.l.list(k) {
 				fmt.Fprintf(&b, "[id=%d pid=%d ran=%d seen=%v news=%v deleted=%v ours=%v ops=%d check=%d finish=%v linger=%v streamDone=%v] ", p.id, p.pid, p.ran, p.seen, p.news != nil, p.deleted, p.ours, p.ops, p.check, p.finish, p.lingering, p.streamDone)
 			}
 			if b.String() != s.lastDump {
