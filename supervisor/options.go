@@ -167,10 +167,10 @@ func WithRestartBackoff(min, max time.Duration) DaemonOpt {
 	}
 }
 
-// WithLogWriter sends the daemon's stdout and stderr to w instead of
-// <stateDir>/containerd.log, e.g. to merge it into the engine's log. w is
+// WithLogWriter sends the daemon's stdout and stderr to w instead of the
+// engine's own stdout and stderr (where moby's supervisor sends them). w is
 // written from other goroutines (unless it is an *os.File, which the daemon
-// writes directly) and is not closed.
+// writes directly) and is not closed. It wins over WithLogFile.
 func WithLogWriter(w io.Writer) DaemonOpt {
 	return func(r *remote) error {
 		if w == nil {
@@ -192,4 +192,14 @@ func (r *remote) applyOpts(opts []DaemonOpt) error {
 		}
 	}
 	return nil
+}
+
+// WithLogFile sends the daemon's stdout and stderr to <stateDir>/containerd.log
+// (appended to) instead of the engine's own stdout and stderr; an error
+// starting the daemon then names the file.
+func WithLogFile() DaemonOpt {
+	return func(r *remote) error {
+		r.logToFile = true
+		return nil
+	}
 }

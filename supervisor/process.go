@@ -38,7 +38,12 @@ type daemonProc struct {
 // this process, even on kill -9.
 func (r *remote) startChild() (*daemonProc, error) {
 	cmd := exec.Command(r.binary, "--config", r.configFile)
-	cmd.Stdout, cmd.Stderr = r.logWriter, r.logWriter
+	if r.logWriter != nil {
+		cmd.Stdout, cmd.Stderr = r.logWriter, r.logWriter
+	} else {
+		// As moby's supervisor: the daemon's output is the engine's.
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true, // a terminal's ^C is for the engine, not the daemon
 	}

@@ -75,6 +75,7 @@ type remote struct {
 	backoffMin      time.Duration
 	backoffMax      time.Duration
 	logWriter       io.Writer
+	logToFile       bool // WithLogFile
 
 	// Paths.
 	rootDir, stateDir string
@@ -115,7 +116,7 @@ func Start(ctx context.Context, rootDir, stateDir string, opts ...DaemonOpt) (Da
 	if err := r.writeConfig(); err != nil {
 		return nil, err
 	}
-	if r.logWriter == nil {
+	if r.logWriter == nil && r.logToFile {
 		path := filepath.Join(r.stateDir, logFileName)
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {

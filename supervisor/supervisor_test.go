@@ -80,6 +80,7 @@ func testDirs(t *testing.T) (root, state string) {
 // testOpts keep the suite fast: quick health checks and restarts.
 func testOpts(extra ...DaemonOpt) []DaemonOpt {
 	return append([]DaemonOpt{
+		WithLogFile(),
 		WithBinary(daemonBinary()),
 		WithCRIDisabled(),
 		WithDisabledPlugins(hostPlugins...),
@@ -627,7 +628,7 @@ func fakeDaemon(t *testing.T, script string) string {
 func TestDaemonExitsAtStartup(t *testing.T) {
 	root, state := testDirs(t)
 	bin := fakeDaemon(t, "echo cannot start >&2; exit 3")
-	_, err := Start(context.Background(), root, state, WithBinary(bin))
+	_, err := Start(context.Background(), root, state, WithBinary(bin), WithLogFile())
 	if err == nil {
 		t.Fatal("Start succeeded with a daemon that exits")
 	}
@@ -642,6 +643,34 @@ func TestDaemonExitsAtStartup(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, pidFileName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file left behind: %v", err)
+	}
+	goleak.VerifyNone(t)
+}
+
+// By default the daemon writes to the engine's own stdout and stderr, as
+// moby's supervisor has it ("redirect containerd logs to docker logs"), and
+// no log file is made.
+func TestDaemonOutputIsEnginesByDefault(t *testing.T) {
+	root, state := testDirs(t)
+	out, err := os.Create(filepath.Join(t.TempDir(), "engine-output"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	oldOut, oldErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = out, out
+	bin := fakeDaemon(t, "echo to-stdout; echo to-stderr >&2; exit 3")
+	_, err = Start(context.Background(), root, state, WithBinary(bin))
+	os.Stdout, os.Stderr = oldOut, oldErr
+	if err == nil {
+		t.Fatal("Start succeeded with a daemon that exits")
+	}
+	b, _ := os.ReadFile(out.Name())
+	if !strings.Contains(string(b), "to-stdout") || !strings.Contains(string(b), "to-stderr") {
+		t.Errorf("engine's output = %q: want the daemon's stdout and stderr", b)
+	}
+	if _, err := os.Stat(filepath.Join(state, logFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("log file made without WithLogFile: %v", err)
 	}
 	goleak.VerifyNone(t)
 }

@@ -24,7 +24,8 @@
 //	containerd.pid        the pid of the daemon being supervised
 //	containerd.sock       the gRPC socket (Daemon.Address)
 //	containerd.sock.ttrpc the ttrpc socket
-//	containerd.log        the daemon's stdout/stderr, unless WithLogWriter
+//	containerd.log        the daemon's stdout/stderr with WithLogFile (by default
+//	                      they are the engine's own, as with moby's supervisor)
 //	daemon/               containerd's own state directory
 //
 // containerd's root directory is <rootDir>/daemon.
