@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# One side of make test-moby: a dockerd and moby's integration test binaries
+# against it, inside namespaces of their own. hack/test-moby.sh starts it as
+#
+#   unshare --mount --net --pid --fork --mount-proc --propagation private \
+#       tini-static -- hack/moby-suite-ns.sh
+#
+# with its parameters in the environment (SUITE_*). Everything it mounts is
+# private to the namespace and goes away with it, and so does every process
+# it started (dockerd, its containerd, the shims, the containers, the
+# daemons the tests start): the host keeps no mount, no bridge, no iptables
+# rule and no process from a run. Like moby's CI (hack/dind and
+# hack/make/.integration-daemon-start): / is rshared, /run and /tmp are
+# fresh, one dockerd serves the suite with the containerd it starts itself
+# at /var/run/docker/containerd/containerd.sock (the socket the daemons the
+# tests start connect to), and `dockerd` on PATH is the daemon under test.
+#
+# SUITE_DOCKERD, SUITE_PROXY    the dockerd and docker-proxy under test
+# SUITE_STATE                   a fresh directory for the daemons' state
+# SUITE_RESULTS                 where the TSV and the logs go
+# SUITE_SIDE                    lcd or moby: the TSV's name
+# SUITE_PKGS                    "DIR=BINARY ..." test binaries, each run in DIR
+# SUITE_GOPATHS                 "DIR=GOPATH ..." the prebuilt plugin binaries' GOPATH
+# SUITE_TESTS                   names to run (default: every top-level test)
+# SUITE_TIMEOUT                 seconds per test
+# SUITE_IMAGES                  the frozen images' names (TestMain's list)
+# SUITE_GOCACHE                 the Go build cache (plugin tests may build)
+# SUITE_CONFIG                  daemon.json for every daemon of the run
+# SUITE_DRIVER                  storage driver (moby CI's: vfs; v29: native)
+# SUITE_ENV                     "K=V ..." for dockerd and the tests (v29:
+#                               DOCKER_MIN_API_VERSION=1.24, as its CI)
+set -euo pipefail
+
+state=$SUITE_STATE res=$SUITE_RESULTS side=$SUITE_SIDE
+log() { echo "[$(date +%T)] $*" >&2; }
+
+# --- the namespace: a private /sys for the new network namespace (libnetwork
+# reads /sys/class/net), keeping the host's cgroup mounts; then CI's dind.
+mkdir -p "$state/cg"
+mount --rbind /sys/fs/cgroup "$state/cg"
+mount -t sysfs sysfs /sys
+mount --rbind "$state/cg" /sys/fs/cgroup
+umount -R -l "$state/cg"
+mount -t tmpfs -o mode=755 tmpfs /run
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+# Every daemon of the run reads /etc/docker/daemon.json, the ones the tests
+# start too; on the host it may not exist, so an empty directory is the
+# mount point (the only thing a run leaves on the host).
+mkdir -p /etc/docker
+mount -t tmpfs -o mode=755 tmpfs /etc/docker
+echo "$SUITE_CONFIG" >/etc/docker/daemon.json
+mount --make-rshared /
+# The network: loopback, and an eth0 as CI's containers have (tests look up
+# its address, e.g. TestNetworkNat), one end of a veth pair with no route
+# beyond it: the namespace reaches nothing outside.
+ip link set lo up
+ip link add eth0 type veth peer name eth0-peer
+ip addr add 10.255.0.2/24 dev eth0
+ip link set eth0 up
+ip link set eth0-peer up
+
+mkdir -p "$state/bin" "$state/dest" "$state/home" "$res/logs"
+ln -s "$SUITE_DOCKERD" "$state/bin/dockerd"
+ln -s "$SUITE_PROXY" "$state/bin/docker-proxy"
+ln -s "$(command -v tini-static)" "$state/bin/docker-init"
+export PATH=$state/bin:$PATH
+read -r -a extra_env <<<"${SUITE_ENV:-}"
+
+dockerd_pid=
+start_dockerd() {
+	env "${extra_env[@]}" dockerd --debug --host unix:///var/run/docker.sock \
+		--data-root "$state/root" --storage-driver "$SUITE_DRIVER" \
+		--pidfile /var/run/docker.pid --userland-proxy=true \
+		>>"$res/dockerd.log" 2>&1 &
+	dockerd_pid=$!
+	local i
+	for i in $(seq 1 600); do
+		DOCKER_HOST=unix:///var/run/docker.sock docker version >/dev/null 2>&1 && return 0
+		kill -0 "$dockerd_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	log "dockerd did not serve; its log ends:"
+	tail -20 "$res/dockerd.log" >&2
+	return 1
+}
+export DOCKER_HOST=unix:///var/run/docker.sock
+start_dockerd
+log "$side: $(docker version -f 'dockerd {{.Server.Version}} ({{.Server.GitCommit}}), API {{.Server.APIVersion}}'), $(docker info -f '{{.Driver}}, containerd {{.ContainerdCommit.ID}}')"
+
+# --- the frozen images, offline: one busybox image (Debian's busybox-static,
+# every applet linked, the busybox image's users and groups) under every name
+# the suites' TestMain expects, so that nothing is pulled.
+rootfs=$state/rootfs
+mkdir -p "$rootfs"/{bin,etc,home,root,tmp,var/spool/mail,var/www,usr/sbin}
+chmod 1777 "$rootfs/tmp"
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for applet in $("$rootfs/bin/busybox" --list); do
+	[ -e "$rootfs/bin/$applet" ] || ln -s busybox "$rootfs/bin/$applet"
+done
+cat >"$rootfs/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+bin:x:2:2:bin:/bin:/bin/false
+sys:x:3:3:sys:/dev:/bin/false
+sync:x:4:100:sync:/bin:/bin/sync
+mail:x:8:8:mail:/var/spool/mail:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+operator:x:37:37:Operator:/var:/bin/false
+nobody:x:65534:65534:nobody:/home:/bin/false
+EOF
+cat >"$rootfs/etc/group" <<'EOF'
+root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+lp:x:7:
+mail:x:8:
+kmem:x:9:
+wheel:x:10:root
+cdrom:x:11:
+dialout:x:18:
+floppy:x:19:
+video:x:28:
+audio:x:29:
+tape:x:32:
+www-data:x:33:daemon
+operator:x:37:
+utmp:x:43:
+plugdev:x:46:
+staff:x:50:
+lock:x:54:
+netdev:x:82:
+users:x:100:
+nogroup:x:65534:
+EOF
+tar -C "$rootfs" -cf "$state/busybox.tar" .
+docker import --change 'CMD ["sh"]' "$state/busybox.tar" busybox:latest >/dev/null
+for name in $SUITE_IMAGES; do
+	[ "$name" = busybox:latest ] || docker tag busybox:latest "$name"
+done
+log "$side: images: $(docker images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' ')"
+
+# --- the tests, each top-level one in a process of its own, with the
+# environment moby's CI gives them (hack/make/.integration-test-helpers).
+tsv=$res/$side.tsv
+: >"$tsv"
+declare -A gopaths=()
+for kv in ${SUITE_GOPATHS:-}; do gopaths[${kv%%=*}]=${kv#*=}; done
+
+for kv in $SUITE_PKGS; do
+	dir=${kv%%=*} bin=${kv#*=}
+	pkg=${dir#*/integration/}
+	pkg=integration/$pkg
+	if [ -n "${SUITE_TESTS:-}" ]; then
+		tests=$SUITE_TESTS
+	else
+		# -test.list runs TestMain (it needs the daemon) but no test.
+		tests=$(cd "$dir" && "$bin" -test.list '^Test' 2>/dev/null | grep '^Test' || true)
+	fi
+	gopath=${gopaths[$dir]:-$state/gopath}
+	for t in $tests; do
+		# A name from SUITE_TESTS may belong to another package.
+		if [ -n "${SUITE_TESTS:-}" ] && ! (cd "$dir" && "$bin" -test.list "^$t\$" 2>/dev/null | grep -qx "$t"); then
+			continue
+		fi
+		if ! kill -0 "$dockerd_pid" 2>/dev/null; then
+			log "$side: dockerd is gone before $pkg $t; restarting it"
+			echo "dockerd gone before $pkg $t" >>"$res/notes"
+			start_dockerd || true
+		fi
+		tlog=$res/logs/${pkg//\//_}.$t.log
+		t0=$(date +%s%N)
+		set +e
+		(cd "$dir" && timeout -k 30 $((SUITE_TIMEOUT + 60)) env -i \
+			DEST="$state/dest" \
+			DOCKER_GRAPHDRIVER="$SUITE_DRIVER" \
+			DOCKER_USERLANDPROXY=true \
+			DOCKER_HOST="$DOCKER_HOST" \
+			GOCACHE="$SUITE_GOCACHE" \
+			GOPATH="$gopath" \
+			GOTRACEBACK=all \
+			HOME="$state/home" \
+			PATH="$PATH" \
+			TEST_CLIENT_BINARY=docker \
+			"${extra_env[@]}" \
+			"$bin" -test.v -test.run "^$t\$" -test.timeout "${SUITE_TIMEOUT}s") >"$tlog" 2>&1
+		rc=$?
+		set -e
+		ms=$((($(date +%s%N) - t0) / 1000000))
+		if grep -q "^--- PASS: $t " "$tlog"; then
+			result=pass
+		elif grep -q "^--- SKIP: $t " "$tlog"; then
+			result=skip
+		elif grep -q "^--- FAIL: $t " "$tlog"; then
+			result=fail
+		elif [ $rc -eq 124 ] || [ $rc -eq 137 ] || grep -q '^panic: test timed out' "$tlog"; then
+			result=timeout
+		else
+			result=crash
+		fi
+		printf '%s\t%s\t%s\t%d.%d\n' "$pkg" "$t" "$result" $((ms / 1000)) $((ms % 1000 / 100)) >>"$tsv"
+		log "$side: $pkg $t: $result ($((ms / 1000))s)"
+	done
+done
+
+kill -TERM "$dockerd_pid" 2>/dev/null || true
+for _ in $(seq 1 300); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
+log "$side: done"
