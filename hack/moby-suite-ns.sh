@@ -22,6 +22,7 @@
 # SUITE_PKGS                    "DIR=BINARY ..." test binaries, each run in DIR
 # SUITE_GOPATHS                 "DIR=GOPATH ..." the prebuilt plugin binaries' GOPATH
 # SUITE_TESTS                   names to run (default: every top-level test)
+# SUITE_REPEAT                  runs of each test (default 1)
 # SUITE_TIMEOUT                 seconds per test
 # SUITE_IMAGES                  the frozen images' names (TestMain's list)
 # SUITE_GOCACHE                 the Go build cache (plugin tests may build)
@@ -161,17 +162,22 @@ for kv in $SUITE_PKGS; do
 		tests=$(cd "$dir" && "$bin" -test.list '^Test' 2>/dev/null | grep '^Test' || true)
 	fi
 	gopath=${gopaths[$dir]:-$state/gopath}
+	declare -A here=()
 	for t in $tests; do
 		# A name from SUITE_TESTS may belong to another package.
-		if [ -n "${SUITE_TESTS:-}" ] && ! (cd "$dir" && "$bin" -test.list "^$t\$" 2>/dev/null | grep -qx "$t"); then
-			continue
+		if [ -z "${SUITE_TESTS:-}" ] || (cd "$dir" && "$bin" -test.list "^$t\$" 2>/dev/null | grep -qx "$t"); then
+			here[$t]=1
 		fi
+	done
+	for t in $(for _ in $(seq 1 "${SUITE_REPEAT:-1}"); do echo $tests; done); do
+		[ -n "${here[$t]:-}" ] || continue
 		if ! kill -0 "$dockerd_pid" 2>/dev/null; then
 			log "$side: dockerd is gone before $pkg $t; restarting it"
 			echo "dockerd gone before $pkg $t" >>"$res/notes"
 			start_dockerd || true
 		fi
 		tlog=$res/logs/${pkg//\//_}.$t.log
+		[ ! -e "$tlog" ] || tlog=$(mktemp --suffix=.log "$res/logs/${pkg//\//_}.$t.XXXX")
 		t0=$(date +%s%N)
 		set +e
 		(cd "$dir" && timeout -k 30 $((SUITE_TIMEOUT + 60)) env -i \
@@ -183,7 +189,7 @@ for kv in $SUITE_PKGS; do
 			GOPATH="$gopath" \
 			GOTRACEBACK=all \
 			HOME="$state/home" \
-			PATH="$PATH" \
+			PATH="$gopath/bin:$PATH" \
 			TEST_CLIENT_BINARY=docker \
 			"${extra_env[@]}" \
 			"$bin" -test.v -test.run "^$t\$" -test.timeout "${SUITE_TIMEOUT}s") >"$tlog" 2>&1

@@ -18,8 +18,12 @@
 #   MOBY_PKGS        packages, moby-relative (default integration/container;
 #                    make test-moby-plugin: integration/plugin/...)
 #   MOBY_TESTS       only these top-level tests (names, space-separated)
+#   MOBY_REPEAT      runs of each test (default 1; the table counts runs)
 #   MOBY_SIDES       default "moby lcd": moby's dockerd first, then ours
 #   MOBY_TIMEOUT     seconds per test (default 300)
+#   MOBY_RECHECK     runs of each test one dockerd passed and the other did
+#                    not, on both, afterwards (default 3; 0: none): a flaky
+#                    test shows as such, a real difference stays one
 #   MOBY_SKIP_BUILD  1: reuse the binaries already built
 #   LIBCONTAINERD_DIR  the library checkout ours is built on (default: this one)
 #
@@ -124,25 +128,40 @@ ln -sfn "$stamp" "$cache/results/latest"
 	echo "frozen images: $images"
 } >"$results/run.txt"
 
-for side in $sides; do
+# run_side SIDE DIR TESTS REPEAT: one dockerd's run, in namespaces of its own.
+run_side() {
+	local side=$1 out=$2/$1 tests=$3 repeat=$4 state t0 rc
 	state=$(mktemp -d /var/tmp/lcd-moby-XXXXXX)
-	mkdir -p "$results/$side"
-	log "$side: running under ${dockerd[$side]} (state $state, results $results)"
+	mkdir -p "$out"
+	log "$side: running under ${dockerd[$side]} (state $state, results $out)"
 	t0=$(date +%s)
 	set +e
 	SUITE_DOCKERD=${dockerd[$side]} SUITE_PROXY=$bin/docker-proxy-$version \
-		SUITE_STATE=$state SUITE_RESULTS=$results/$side SUITE_SIDE=$side \
-		SUITE_PKGS=$suite_pkgs SUITE_GOPATHS=$suite_gopaths SUITE_TESTS=${MOBY_TESTS:-} \
+		SUITE_STATE=$state SUITE_RESULTS=$out SUITE_SIDE=$side \
+		SUITE_PKGS=$suite_pkgs SUITE_GOPATHS=$suite_gopaths SUITE_TESTS=$tests SUITE_REPEAT=$repeat \
 		SUITE_TIMEOUT=$timeout SUITE_CONFIG=$runconfig SUITE_DRIVER=$driver SUITE_ENV=$suite_env \
 		SUITE_IMAGES=$images SUITE_GOCACHE=$(go env GOCACHE) \
 		unshare --mount --net --pid --fork --mount-proc --propagation private \
 		"$(command -v tini-static)" -- "$repo/hack/moby-suite-ns.sh"
 	rc=$?
 	set -e
-	echo $(($(date +%s) - t0)) >"$results/$side/seconds"
+	echo $(($(date +%s) - t0)) >"$out/seconds"
 	# Nothing is mounted here any more: the namespace took its mounts along.
 	rm -rf --one-file-system "$state"
-	[ $rc -eq 0 ] || log "$side: the run ended with status $rc (see $results/$side)"
+	[ $rc -eq 0 ] || log "$side: the run ended with status $rc (see $out)"
+}
+
+for side in $sides; do
+	run_side "$side" "$results" "${MOBY_TESTS:-}" "${MOBY_REPEAT:-1}"
 done
+# The tests one side passed and the other did not, again on both sides.
+recheck=${MOBY_RECHECK:-3}
+differ=$("$repo/hack/moby-suite-table.sh" -names "$results")
+if [ -n "$differ" ] && [ "$recheck" -gt 0 ]; then
+	log "rechecking $recheck times on each side: $differ"
+	for side in $sides; do
+		run_side "$side" "$results/recheck" "$differ" "$recheck"
+	done
+fi
 
 "$repo/hack/moby-suite-table.sh" "$results" | tee "$results/summary.txt"
