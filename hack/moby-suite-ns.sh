@@ -137,6 +137,35 @@ netdev:x:82:
 users:x:100:
 nogroup:x:65534:
 EOF
+# Debian's busybox-static has no addgroup/adduser applets, which the suites'
+# Dockerfiles use (RUN addgroup -g GID G && adduser -D [-u UID] [-G G] U):
+# two small scripts do what those forms ask.
+cat >"$rootfs/bin/addgroup" <<'EOF'
+#!/bin/sh
+# addgroup [-g GID] GROUP (the form moby's tests use)
+gid=""
+while getopts g:S opt; do case $opt in g) gid=$OPTARG ;; esac; done
+shift $((OPTIND - 1))
+[ -n "$gid" ] || gid=$(($(cut -d: -f3 /etc/group | sort -n | awk '$1 < 60000' | tail -1) + 1))
+echo "$1:x:$gid:" >>/etc/group
+EOF
+cat >"$rootfs/bin/adduser" <<'EOF'
+#!/bin/sh
+# adduser -D [-u UID] [-G GROUP] USER (the form moby's tests use)
+uid="" group=""
+while getopts Du:G:h:s:S opt; do case $opt in u) uid=$OPTARG ;; G) group=$OPTARG ;; esac; done
+shift $((OPTIND - 1))
+[ -n "$uid" ] || uid=$(($(cut -d: -f3 /etc/passwd | sort -n | awk '$1 < 60000' | tail -1) + 1))
+if [ -n "$group" ]; then
+	gid=$(awk -F: -v g="$group" '$1 == g { print $3 }' /etc/group)
+else
+	gid=$uid
+	echo "$1:x:$gid:" >>/etc/group
+fi
+echo "$1:x:$uid:$gid:Linux User,,,:/home/$1:/bin/sh" >>/etc/passwd
+mkdir -p "/home/$1" && chown "$uid:$gid" "/home/$1"
+EOF
+chmod 755 "$rootfs/bin/addgroup" "$rootfs/bin/adduser"
 tar -C "$rootfs" -cf "$state/busybox.tar" .
 docker import --change 'CMD ["sh"]' "$state/busybox.tar" busybox:latest >/dev/null
 for name in $SUITE_IMAGES; do
