@@ -168,8 +168,17 @@ EOF
 chmod 755 "$rootfs/bin/addgroup" "$rootfs/bin/adduser"
 tar -C "$rootfs" -cf "$state/busybox.tar" .
 docker import --change 'CMD ["sh"]' "$state/busybox.tar" busybox:latest >/dev/null
-for name in $SUITE_IMAGES; do
-	[ "$name" = busybox:latest ] || docker tag busybox:latest "$name"
+# A name that says its platform gets it (the platform tests read it back);
+# arm32v7/hello-world is in CI's frozen set too (moby's Dockerfile), for
+# TestCreatePlatformSpecificImageNoPlatform.
+for name in $SUITE_IMAGES arm32v7/hello-world:latest; do
+	case $name in
+	busybox:latest) ;;
+	*:amd64) docker import --platform linux/amd64 "$state/busybox.tar" "$name" >/dev/null ;;
+	*:arm64) docker import --platform linux/arm64 "$state/busybox.tar" "$name" >/dev/null ;;
+	arm32v7/*) docker import --platform linux/arm/v7 "$state/busybox.tar" "$name" >/dev/null ;;
+	*) docker tag busybox:latest "$name" ;;
+	esac
 done
 log "$side: images: $(docker images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' ')"
 
