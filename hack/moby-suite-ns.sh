@@ -174,9 +174,9 @@ docker import --change 'CMD ["sh"]' "$state/busybox.tar" busybox:latest >/dev/nu
 for name in $SUITE_IMAGES arm32v7/hello-world:latest; do
 	case $name in
 	busybox:latest) ;;
-	*:amd64) docker import --platform linux/amd64 "$state/busybox.tar" "$name" >/dev/null ;;
-	*:arm64) docker import --platform linux/arm64 "$state/busybox.tar" "$name" >/dev/null ;;
-	arm32v7/*) docker import --platform linux/arm/v7 "$state/busybox.tar" "$name" >/dev/null ;;
+	*:amd64) docker import --change 'CMD ["sh"]' --platform linux/amd64 "$state/busybox.tar" "$name" >/dev/null ;;
+	*:arm64) docker import --change 'CMD ["sh"]' --platform linux/arm64 "$state/busybox.tar" "$name" >/dev/null ;;
+	arm32v7/*) docker import --change 'CMD ["sh"]' --platform linux/arm/v7 "$state/busybox.tar" "$name" >/dev/null ;;
 	*) docker tag busybox:latest "$name" ;;
 	esac
 done
