@@ -56,7 +56,8 @@ echo "built $bin/docker-proxy-$version (moby's userland proxy, same source)"
 cfg=""
 [ "$runconfig" = '{}' ] || cfg="
   On Debian 12's runc 1.1 this line needs $runconfig in its
-  daemon.json (/etc/docker/daemon.json, or --config-file FILE)."
+  daemon.json (/etc/docker/daemon.json, or --config-file FILE), or
+  the flags $runflags."
 cat <<EOF
 
 Run it as root, like any dockerd (it needs runc and containerd on PATH;

@@ -26,7 +26,8 @@
 # SUITE_TIMEOUT                 seconds per test
 # SUITE_IMAGES                  the frozen images' names (TestMain's list)
 # SUITE_GOCACHE                 the Go build cache (plugin tests may build)
-# SUITE_CONFIG                  daemon.json for every daemon of the run
+# SUITE_FLAGS                   flags for every dockerd of the run (v29 on
+#                               runc 1.1: --feature time-namespaces=false)
 # SUITE_DRIVER                  storage driver (moby CI's: vfs; v29: native)
 # SUITE_ENV                     "K=V ..." for dockerd and the tests (v29:
 #                               DOCKER_MIN_API_VERSION=1.24, as its CI)
@@ -44,12 +45,11 @@ mount --rbind "$state/cg" /sys/fs/cgroup
 umount -R -l "$state/cg"
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
-# Every daemon of the run reads /etc/docker/daemon.json, the ones the tests
-# start too; on the host it may not exist, so an empty directory is the
-# mount point (the only thing a run leaves on the host).
+# /etc/docker (daemon.json, plugin specs the authz tests write) is the run's
+# own; on the host it may not exist, so an empty directory is the mount
+# point (the only thing a run leaves on the host).
 mkdir -p /etc/docker
 mount -t tmpfs -o mode=755 tmpfs /etc/docker
-echo "$SUITE_CONFIG" >/etc/docker/daemon.json
 mount --make-rshared /
 # The network: loopback, and an eth0 as CI's containers have (tests look up
 # its address, e.g. TestNetworkNat), one end of a veth pair with no route
@@ -61,7 +61,15 @@ ip link set eth0 up
 ip link set eth0-peer up
 
 mkdir -p "$state/bin" "$state/dest" "$state/home" "$res/logs"
-ln -s "$SUITE_DOCKERD" "$state/bin/dockerd"
+# The daemons the tests start ignore daemon.json (v29 passes --config-file
+# /dev/null), so what every daemon needs goes on its command line: `dockerd`
+# on PATH is then a wrapper that execs the daemon under test with it.
+if [ -n "${SUITE_FLAGS:-}" ]; then
+	printf '#!/bin/sh\nexec %s %s "$@"\n' "$SUITE_DOCKERD" "$SUITE_FLAGS" >"$state/bin/dockerd"
+	chmod 755 "$state/bin/dockerd"
+else
+	ln -s "$SUITE_DOCKERD" "$state/bin/dockerd"
+fi
 ln -s "$SUITE_PROXY" "$state/bin/docker-proxy"
 ln -s "$(command -v tini-static)" "$state/bin/docker-init"
 export PATH=$state/bin:$PATH

@@ -39,7 +39,7 @@ moby_version() {
 # (libdir) and its import path (old), its dependency file (depfile), the
 # packages whose unit tests use the library (testpkgs), this repo's module
 # that replaces it (new) and where it lives (newdir), and the daemon.json a
-# run on Debian's runc needs (runconfig).
+# run on Debian's runc needs (runconfig), or the same as flags (runflags).
 moby_flavour() {
 	case $1 in
 	v2.*)
@@ -53,6 +53,7 @@ moby_flavour() {
 		# moby v29 gives every container a time namespace, which runc
 		# 1.1 (Debian 12's) refuses; its own escape hatch turns it off.
 		runconfig='{"features": {"time-namespaces": false}}'
+		runflags='--feature time-namespaces=false'
 		;;
 	*)
 		mobymod=github.com/docker/docker@$1+incompatible
@@ -61,6 +62,7 @@ moby_flavour() {
 		depfile=vendor.mod
 		testpkgs="./container/... ./plugin/executor/containerd/..."
 		runconfig='{}'
+		runflags=''
 		case $1 in
 		v2[5-7].*) new=github.com/lcdkit/libcontainerd newdir=$lcd_dir ;;
 		*) new=github.com/lcdkit/libcontainerd/v2 newdir=$lcd_dir/v2 ;;
@@ -73,7 +75,7 @@ moby_flavour() {
 # moby_source VERSION: prints the directory of moby's source in the module
 # cache, downloading it through the Go module proxy first if needed.
 moby_source() {
-	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig src
+	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig runflags src
 	moby_flavour "$1"
 	src=$(go mod download -json "$mobymod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	if [ -z "$src" ] || [ ! -f "$src/$depfile" ]; then
@@ -90,7 +92,7 @@ moby_source() {
 # with $LIBCONTAINERD_DIR; KIND moby: nothing else changed.
 moby_tree() {
 	local version=$1 dir=$2 kind=$3 src
-	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig
+	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig runflags
 	moby_flavour "$version"
 	src=$(moby_source "$version") || return 1
 	if [ -e "$dir" ]; then
@@ -121,7 +123,7 @@ moby_tree() {
 # moby_ldflags VERSION KIND: the version stamps moby's own build sets
 # (hack/make/.go-autogen); the commit names the library's when KIND is lcd.
 moby_ldflags() {
-	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig commit
+	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig runflags commit
 	moby_flavour "$1"
 	if [ "$2" = lcd ]; then
 		commit="libcontainerd-$(git -C "$lcd_dir" describe --always --dirty 2>/dev/null || echo unknown)"

@@ -47,7 +47,7 @@ step() {
 
 check() {
 	local version=$1 dir start t0 built=fail vetted=fail tested=fail ran=fail
-	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig
+	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig runflags
 	moby_flavour "$version"
 	start=$(date +%s)
 	dir=$work/$version

@@ -139,7 +139,7 @@ run_side() {
 	SUITE_DOCKERD=${dockerd[$side]} SUITE_PROXY=$bin/docker-proxy-$version \
 		SUITE_STATE=$state SUITE_RESULTS=$out SUITE_SIDE=$side \
 		SUITE_PKGS=$suite_pkgs SUITE_GOPATHS=$suite_gopaths SUITE_TESTS=$tests SUITE_REPEAT=$repeat \
-		SUITE_TIMEOUT=$timeout SUITE_CONFIG=$runconfig SUITE_DRIVER=$driver SUITE_ENV=$suite_env \
+		SUITE_TIMEOUT=$timeout SUITE_FLAGS=$runflags SUITE_DRIVER=$driver SUITE_ENV=$suite_env \
 		SUITE_IMAGES=$images SUITE_GOCACHE=$(go env GOCACHE) \
 		unshare --mount --net --pid --fork --mount-proc --propagation private \
 		"$(command -v tini-static)" -- "$repo/hack/moby-suite-ns.sh"
