@@ -63,9 +63,23 @@ ip link set eth0-peer up
 mkdir -p "$state/bin" "$state/dest" "$state/home" "$res/logs"
 # The daemons the tests start ignore daemon.json (v29 passes --config-file
 # /dev/null), so what every daemon needs goes on its command line: `dockerd`
-# on PATH is then a wrapper that execs the daemon under test with it.
+# on PATH is then a wrapper that execs the daemon under test with it. A
+# test's own config file that sets "features" gets its way (dockerd refuses
+# features from both a flag and the file): those tests start no container.
 if [ -n "${SUITE_FLAGS:-}" ]; then
-	printf '#!/bin/sh\nexec %s %s "$@"\n' "$SUITE_DOCKERD" "$SUITE_FLAGS" >"$state/bin/dockerd"
+	cat >"$state/bin/dockerd" <<EOF
+#!/bin/sh
+cfg="" prev=""
+for a in "\$@"; do
+	[ "\$prev" = --config-file ] && cfg=\$a
+	case \$a in --config-file=*) cfg=\${a#--config-file=} ;; esac
+	prev=\$a
+done
+if [ -n "\$cfg" ] && [ "\$cfg" != /dev/null ] && grep -q '"features"' "\$cfg" 2>/dev/null; then
+	exec $SUITE_DOCKERD "\$@"
+fi
+exec $SUITE_DOCKERD $SUITE_FLAGS "\$@"
+EOF
 	chmod 755 "$state/bin/dockerd"
 else
 	ln -s "$SUITE_DOCKERD" "$state/bin/dockerd"
