@@ -46,11 +46,14 @@ log() { echo "[$(date +%T)] $*" >&2; }
 
 [ "$(id -u)" = 0 ] || { echo "test-moby: needs root (dockerd)" >&2; exit 1; }
 # What the environment needs beyond make deps: the docker CLI (the client
-# only), iptables for the default bridge, tini-static as docker-init.
+# only), iptables for the default bridge, tini-static as docker-init, and
+# ping (TestStatsNetworkStats pings a container from the host), as in moby's
+# dev image.
 command -v docker >/dev/null || { echo "test-moby: the docker CLI is missing" >&2; exit 1; }
 missing=""
 command -v iptables >/dev/null || missing="$missing iptables"
 command -v tini-static >/dev/null || missing="$missing tini"
+command -v ping >/dev/null || missing="$missing iputils-ping"
 for b in containerd runc busybox; do command -v $b >/dev/null || missing="$missing $b"; done
 if [ -n "$missing" ]; then
 	log "installing$missing"
