@@ -129,6 +129,7 @@ ln -sfn "$stamp" "$cache/results/latest"
 	echo "libcontainerd: $lcd_dir ($(git -C "$lcd_dir" describe --always --dirty 2>/dev/null || echo '?'))"
 	echo "command: ${MOBY_COMMAND:-hack/test-moby.sh $*}"
 	echo "frozen images: $images"
+	for side in $sides; do echo "$side: ${dockerd[$side]}: $("${dockerd[$side]}" --version)"; done
 } >"$results/run.txt"
 
 # run_side SIDE DIR TESTS REPEAT: one dockerd's run, in namespaces of its own.
