@@ -24,6 +24,7 @@
 # SUITE_TESTS                   names to run (default: every top-level test)
 # SUITE_REPEAT                  runs of each test (default 1)
 # SUITE_TIMEOUT                 seconds per test
+# SUITE_PATH                    more tools for the tests (distribution's registry)
 # SUITE_IMAGES                  the frozen images' names (TestMain's list)
 # SUITE_GOCACHE                 the Go build cache (plugin tests may build)
 # SUITE_FLAGS                   flags for every dockerd of the run (v29 on
@@ -86,7 +87,7 @@ else
 fi
 ln -s "$SUITE_PROXY" "$state/bin/docker-proxy"
 ln -s "$(command -v tini-static)" "$state/bin/docker-init"
-export PATH=$state/bin:$PATH
+export PATH=$state/bin${SUITE_PATH:+:$SUITE_PATH}:$PATH
 read -r -a extra_env <<<"${SUITE_ENV:-}"
 
 dockerd_pid=

@@ -104,6 +104,16 @@ for dir in $dirs; do
 	fi
 done
 
+# The registry the plugin tests push to and pull from (moby's CI copies
+# distribution's; v27 calls it registry-v2), built once from its Go module.
+registry_version=${MOBY_REGISTRY_VERSION:-v3.0.0}
+tools=$MOBY_CACHE/tools/registry-$registry_version
+if [ ! -x "$tools/registry" ]; then
+	log "building distribution's registry $registry_version"
+	GOBIN=$tools go install "github.com/distribution/distribution/v3/cmd/registry@$registry_version"
+fi
+ln -sfn registry "$tools/registry-v2"
+
 # TestMain's frozen images, from the source.
 images=$(find "$src_moby" -path '*testutil/environment/protect.go' -exec awk '/^var frozenImages/ {on = 1} on {print} on && /}/ {exit}' {} \; |
 	grep -o '"[^"]*"' | tr -d '"' | tr '\n' ' ')
@@ -144,7 +154,7 @@ run_side() {
 		SUITE_STATE=$state SUITE_RESULTS=$out SUITE_SIDE=$side \
 		SUITE_PKGS=$suite_pkgs SUITE_GOPATHS=$suite_gopaths SUITE_TESTS=$tests SUITE_REPEAT=$repeat \
 		SUITE_TIMEOUT=$timeout SUITE_FLAGS=$runflags SUITE_DRIVER=$driver SUITE_ENV=$suite_env \
-		SUITE_IMAGES=$images SUITE_GOCACHE=$(go env GOCACHE) \
+		SUITE_IMAGES=$images SUITE_GOCACHE=$(go env GOCACHE) SUITE_PATH=$tools \
 		unshare --mount --net --pid --fork --mount-proc --propagation private \
 		"$(command -v tini-static)" -- "$repo/hack/moby-suite-ns.sh"
 	rc=$?
