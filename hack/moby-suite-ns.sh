@@ -190,18 +190,35 @@ mkdir -p "/home/$1" && chown "$uid:$gid" "/home/$1"
 EOF
 chmod 755 "$rootfs/bin/addgroup" "$rootfs/bin/adduser"
 tar -C "$rootfs" -cf "$state/busybox.tar" .
+# The hello-world images: the same busybox with hello-world's /hello, the
+# file a test mounts the image for (TestLiveRestore's image mount), and
+# its command.
+cat >"$rootfs/hello" <<'EOF'
+#!/bin/sh
+printf '\nHello from Docker!\nThis message shows that your installation appears to be working correctly.\n\n'
+EOF
+chmod 755 "$rootfs/hello"
+tar -C "$rootfs" -cf "$state/hello.tar" .
 docker import --change 'CMD ["sh"]' "$state/busybox.tar" busybox:latest >/dev/null
 # A name that says its platform gets it (the platform tests read it back);
 # arm32v7/hello-world is in CI's frozen set too (moby's Dockerfile), for
 # TestCreatePlatformSpecificImageNoPlatform.
 for name in $SUITE_IMAGES arm32v7/hello-world:latest; do
+	tar=$state/busybox.tar cmd='CMD ["sh"]' platform=""
 	case $name in
-	busybox:latest) ;;
-	*:amd64) docker import --change 'CMD ["sh"]' --platform linux/amd64 "$state/busybox.tar" "$name" >/dev/null ;;
-	*:arm64) docker import --change 'CMD ["sh"]' --platform linux/arm64 "$state/busybox.tar" "$name" >/dev/null ;;
-	arm32v7/*) docker import --change 'CMD ["sh"]' --platform linux/arm/v7 "$state/busybox.tar" "$name" >/dev/null ;;
-	*) docker tag busybox:latest "$name" ;;
+	busybox:latest) continue ;;
+	*hello-world*) tar=$state/hello.tar cmd='CMD ["/hello"]' ;;
 	esac
+	case $name in
+	*:amd64) platform=linux/amd64 ;;
+	*:arm64) platform=linux/arm64 ;;
+	arm32v7/*) platform=linux/arm/v7 ;;
+	esac
+	if [ "$tar" = "$state/busybox.tar" ] && [ -z "$platform" ]; then
+		docker tag busybox:latest "$name"
+	else
+		docker import --change "$cmd" ${platform:+--platform "$platform"} "$tar" "$name" >/dev/null
+	fi
 done
 log "$side: images: $(docker images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' ')"
 
