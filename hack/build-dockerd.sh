@@ -45,7 +45,7 @@ mv "$bin/docker-proxy-$version.tmp" "$bin/docker-proxy-$version"
 took=$(($(date +%s) - start))
 
 if [ "$kind" = lcd ]; then
-	what="moby $version's dockerd on libcontainerd ($new at $newdir, $(git -C "$lcd_dir" describe --always --dirty 2>/dev/null || echo '?'))"
+	what="moby $version's dockerd on libcontainerd ($new at $newdir, $(lcd_commit))"
 else
 	what="moby $version's own dockerd, unchanged (its $libdir), for comparison"
 fi

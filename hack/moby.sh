@@ -120,13 +120,22 @@ moby_tree() {
 	(cd "$dir" && go mod edit -require="$new@$newver" -replace="$new=$newdir")
 }
 
+# lcd_commit: the library checkout's commit, -dirty when its Go sources or
+# module files differ from it (docs and scripts do not make a dockerd).
+lcd_commit() {
+	local c
+	c=$(git -C "$lcd_dir" rev-parse --short HEAD 2>/dev/null) || { echo unknown; return; }
+	git -C "$lcd_dir" diff --quiet HEAD -- '*.go' '*go.mod' '*go.sum' || c=$c-dirty
+	echo "$c"
+}
+
 # moby_ldflags VERSION KIND: the version stamps moby's own build sets
 # (hack/make/.go-autogen); the commit names the library's when KIND is lcd.
 moby_ldflags() {
 	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig runflags commit
 	moby_flavour "$1"
 	if [ "$2" = lcd ]; then
-		commit="libcontainerd-$(git -C "$lcd_dir" describe --always --dirty 2>/dev/null || echo unknown)"
+		commit="libcontainerd-$(lcd_commit)"
 	else
 		commit=moby
 	fi

@@ -136,7 +136,7 @@ mkdir -p "$results"
 ln -sfn "$stamp" "$cache/results/latest"
 {
 	echo "moby $version, ${pkgs}, $(date -u '+%Y-%m-%d %H:%M UTC'), on $(nproc) cores"
-	echo "libcontainerd: $lcd_dir ($(git -C "$lcd_dir" describe --always --dirty 2>/dev/null || echo '?'))"
+	echo "libcontainerd: $lcd_dir ($(lcd_commit))"
 	echo "command: ${MOBY_COMMAND:-hack/test-moby.sh $*}"
 	echo "frozen images: $images"
 	for side in $sides; do echo "$side: ${dockerd[$side]}: $("${dockerd[$side]}" --version)"; done
