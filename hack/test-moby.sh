@@ -54,7 +54,9 @@ missing=""
 command -v iptables >/dev/null || missing="$missing iptables"
 command -v tini-static >/dev/null || missing="$missing tini"
 command -v ping >/dev/null || missing="$missing iputils-ping"
-for b in containerd runc busybox; do command -v $b >/dev/null || missing="$missing $b"; done
+command -v containerd >/dev/null || missing="$missing containerd"
+command -v runc >/dev/null || missing="$missing runc"
+command -v busybox >/dev/null || missing="$missing busybox-static"
 if [ -n "$missing" ]; then
 	log "installing$missing"
 	export DEBIAN_FRONTEND=noninteractive
@@ -68,7 +70,9 @@ if [ -z "${MOBY_SKIP_BUILD:-}" ]; then
 	QUIET=1 "$repo/hack/build-dockerd.sh" "$version"
 	QUIET=1 MOBY_ORIGINAL=1 "$repo/hack/build-dockerd.sh" "$version"
 fi
-bin=$repo/bin
+# The test binaries need moby's unchanged tree even when nothing is rebuilt.
+[ -f "$src_moby/go.mod" ] || moby_tree "$version" "$src_moby" moby
+bin=${BIN:-$repo/bin}
 declare -A dockerd=([lcd]=$bin/dockerd-$version [moby]=$bin/dockerd-$version-moby)
 for side in $sides; do
 	[ -x "${dockerd[$side]:-}" ] || { echo "test-moby: no dockerd for side '$side' (${dockerd[$side]:-lcd or moby})" >&2; exit 1; }
