@@ -23,6 +23,7 @@ DEBIAN_PACKAGES := containerd runc busybox-static criu
 DEPS_BINARIES := containerd containerd-shim-runc-v2 runc busybox criu
 
 .PHONY: all deps build demo test test-unit test-sim test-fuzz test-integration test-newest test-dropin daemons test-compat bench soak lint clean \
+	dockerd test-moby test-moby-plugin \
 	gen-v2 check-v2 test-v2 test-v2-unit test-v2-integration test-v2-newest
 
 all: build
@@ -130,6 +131,28 @@ test-v2-newest: deps
 DROPIN_VERSIONS ?= v25.0.8 v26.1.5 v27.5.1 v28.5.2 v2.0.0-beta.24
 test-dropin:
 	DROPIN_VERSIONS="$(DROPIN_VERSIONS)" hack/test-dropin.sh
+
+# moby's dockerd on this library, wired as test-dropin wires it, into
+# bin/dockerd-$(MOBY) (and moby's docker-proxy beside it); MOBY is one of
+# DROPIN_VERSIONS (v29 = v2.0.0-beta.24). MOBY_ORIGINAL=1 builds moby's own
+# dockerd from the same source instead, into bin/dockerd-$(MOBY)-moby.
+# LIBCONTAINERD_DIR=/other/checkout builds on another checkout of the library.
+MOBY ?=
+dockerd:
+	MOBY_ORIGINAL="$(MOBY_ORIGINAL)" hack/build-dockerd.sh "$(MOBY)"
+
+# moby's own integration/container suite, whole, against bin/dockerd-$(MOBY)
+# and moby's own dockerd from the same source, one after the other, each in
+# namespaces of its own (docs/moby-suite.md); a table and the difference of
+# the pass sets at the end. Long (about half an hour a dockerd on 2 cores):
+# not in .ci/run. MOBY_TESTS="TestA TestB" runs only those.
+test-moby:
+	MOBY_COMMAND="make test-moby MOBY=$(MOBY)" hack/test-moby.sh "$(MOBY)"
+
+# The same for moby's integration/plugin packages (authz, logging, volumes,
+# graphdriver, common): the plugin executor is built on this library.
+test-moby-plugin:
+	MOBY_COMMAND="make test-moby-plugin MOBY=$(MOBY)" MOBY_PKGS=integration/plugin/... hack/test-moby.sh "$(MOBY)"
 
 # The containerd daemons (and their runc shims) the suites also run against,
 # built once from their Go modules into a cache outside the repo

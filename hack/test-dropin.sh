@@ -13,49 +13,19 @@
 # root; v2.x (moby v29, github.com/moby/moby/v2@VERSION, e.g.
 # v2.0.0-beta.24) on the v2 flavour too, with libcontainerd at
 # daemon/internal/libcontainerd and a real go.mod instead of vendor.mod. The
-# source comes from the Go module proxy. The Go build cache is reused across
-# runs; the temp copies are removed.
+# source comes from the Go module proxy (hack/moby.sh wires it, as for make
+# dockerd). LIBCONTAINERD_DIR=/other/checkout checks another checkout of the
+# library. The Go build cache is reused across runs; the temp copies are
+# removed.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=hack/moby.sh
+. "$repo/hack/moby.sh"
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || read -r -a versions <<<"${DROPIN_VERSIONS:-v25.0.8 v26.1.5 v27.5.1 v28.5.2 v2.0.0-beta.24}"
-tags="exclude_graphdriver_btrfs exclude_graphdriver_devicemapper no_btrfs"
+[ ${#versions[@]} -gt 0 ] || read -r -a versions <<<"${DROPIN_VERSIONS:-$MOBY_LINES}"
+tags=$MOBY_BUILD_TAGS
 
-# flavour VERSION: sets what differs between moby lines: the module and
-# directory moby's libcontainerd has, its dependency file, the packages whose
-# unit tests use the library, this repo's module that replaces it (and where
-# it lives), and extra dockerd flags for the run.
-flavour() {
-	case $1 in
-	v2.*)
-		mobymod=github.com/moby/moby/v2@$1
-		libdir=daemon/internal/libcontainerd
-		old=github.com/moby/moby/v2/$libdir
-		depfile=go.mod
-		testpkgs="./daemon/container/... ./daemon/internal/plugin/executor/containerd/..."
-		new=github.com/lcdkit/libcontainerd/v2
-		newdir=$repo/v2
-		# moby v29 gives every container a time namespace, which runc
-		# 1.1 (Debian 12's) refuses; its own escape hatch turns it off.
-		runconfig='{"features": {"time-namespaces": false}}'
-		;;
-	*)
-		mobymod=github.com/docker/docker@$1+incompatible
-		libdir=libcontainerd
-		old=github.com/docker/docker/$libdir
-		depfile=vendor.mod
-		testpkgs="./container/... ./plugin/executor/containerd/..."
-		runconfig='{}'
-		case $1 in
-		v2[5-7].*) new=github.com/lcdkit/libcontainerd newdir=$repo ;;
-		*) new=github.com/lcdkit/libcontainerd/v2 newdir=$repo/v2 ;;
-		esac
-		;;
-	esac
-}
-
-export GOWORK=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
 work=$(mktemp -d /tmp/lcd-dropin-XXXXXX)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -76,33 +46,16 @@ step() {
 }
 
 check() {
-	local version=$1 src dir start t0 built=fail vetted=fail tested=fail ran=fail
-	local mobymod libdir old depfile testpkgs new newdir runconfig
-	flavour "$version"
+	local version=$1 dir start t0 built=fail vetted=fail tested=fail ran=fail
+	local mobymod mobypkg libdir old depfile testpkgs new newdir runconfig runflags
+	moby_flavour "$version"
 	start=$(date +%s)
-	src=$(go mod download -json "$mobymod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	if [ -z "$src" ] || [ ! -f "$src/$depfile" ]; then
-		echo "--- $version: cannot download moby's source" >&2
+	dir=$work/$version
+	if ! moby_tree "$version" "$dir" lcd; then
+		echo "--- $version: cannot make moby's source a tree on this library" >&2
 		results+=("$(printf '%-14s %-6s %-6s %-6s %-6s %5ss' "$version" fail - - - $(($(date +%s) - start)))")
 		return 1
 	fi
-	dir=$work/$version
-	cp -r "$src" "$dir"
-	chmod -R u+w "$dir"
-	rm -rf "$dir/vendor" "${dir:?}/$libdir"
-	if [ "$depfile" = vendor.mod ]; then
-		mv "$dir/vendor.mod" "$dir/go.mod"
-		mv "$dir/vendor.sum" "$dir/go.sum"
-	fi
-	grep -rlZ --include='*.go' "$old" "$dir" | xargs -0 -r sed -i "s#$old#$new#g"
-	if grep -rq --include='*.go' "$old" "$dir"; then
-		echo "--- $version: the prefix is still imported after the rewrite" >&2
-		return 1
-	fi
-	# A /v2 module path needs a v2 version, even for a replaced one.
-	local newver=v0.0.0
-	[ "${new%/v2}" = "$new" ] || newver=v2.0.0
-	(cd "$dir" && go mod edit -require="$new@$newver" -replace="$new=$newdir")
 
 	local ok=0
 	t0=$(date +%s)
