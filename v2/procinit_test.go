@@ -3,11 +3,13 @@
 package libcontainerd
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // runtimeInit tells a created container's process (the runtime's init,
@@ -32,6 +34,19 @@ func TestRuntimeInit(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
+	// The child's command line is its own once its exec is done.
+	want := "runc\x00init\x00"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid))
+		if string(b) == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stand-in's command line is %q, want %q", b, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if !runtimeInit(uint32(cmd.Process.Pid)) {
 		t.Errorf("a process running as \"runc init\" is not taken for the runtime's init")
 	}

@@ -208,7 +208,7 @@ func (l *Ledger) DeleteBegin(ref Ref) ID {
 		}
 		// A handle loaded from containerd: held from now on, so that a
 		// delete cut off can be finished for this very process.
-		p = l.add(&proc{key: ref.Key, pid: ref.Pid, ours: true})
+		p = l.add(&proc{key: ref.Key, pid: ref.Pid, ours: true, handleOnly: true})
 	}
 	p.ops++
 	return p.id

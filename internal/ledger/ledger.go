@@ -220,7 +220,11 @@ type proc struct {
 	pidSure bool
 	task    *proc // an exec's task: its init's incarnation (nil: not known)
 	ours    bool  // a handle of this client holds it; it will delete it
-	ran     ran
+	// handleOnly: registered by the delete of a handle loaded from
+	// containerd (DeleteBegin), to hold that delete's outcome; nothing says
+	// the process still runs, so what the stream says goes elsewhere.
+	handleOnly bool
+	ran        ran
 	// seen: a start only the stream reported, not yet confirmed by
 	// containerd: its exit counts once it is.
 	seen bool
@@ -476,10 +480,13 @@ func (l *Ledger) findStream(key Key, pid uint32) *proc {
 		return nil
 	}
 	if !key.IsInit() {
-		return l.find(key, pid)
+		if p := l.find(key, pid); p != nil && !p.handleOnly {
+			return p
+		}
+		return nil
 	}
 	for _, p := range l.list(key) {
-		if p.pid == pid && !p.streamDone {
+		if p.pid == pid && !p.streamDone && !p.handleOnly {
 			return p
 		}
 	}

@@ -32,7 +32,7 @@ import (
 
 var debugSim = false
 
-var debugKey = "x"
+var debugKey = "a"
 
 var (
 	simSeed      = flag.Int64("sim.seed", 0, "replay this seed only")
