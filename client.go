@@ -55,9 +55,9 @@ type Client struct {
 	cancel        context.CancelFunc
 	unhook        func() bool // releases the ctx watch NewClient registered
 
-	// handlers guards closed and the goroutines now in a backend call, so
-	// that after Close nothing calls the backend, and Close called from a
-	// handler does not wait for itself.
+	// handlers guards closed and the queue's worker goroutines (the only
+	// ones that call the backend), so that after Close nothing calls the
+	// backend, and Close called from a handler does not wait for itself.
 	handlers   sync.Mutex
 	closed     bool
 	inHandlers map[uint64]int
@@ -98,6 +98,7 @@ func NewClient(ctx context.Context, cli *containerd.Client, stateDir, ns string,
 	c.exits = newExitState(c)
 	c.shimSocketDir = defaultShimSocketDir
 	c.inHandlers = map[uint64]int{}
+	c.queue.OnWorker = c.noteWorker
 	c.stream = &eventStream{c: c, sentinel: newSentinelTopic(), done: make(chan struct{})}
 	c.reconcileDone = make(chan struct{})
 	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -144,31 +145,35 @@ func (c *Client) Close() error {
 }
 
 // enterHandler reports whether the backend may be called (not after
-// Close), and notes the calling goroutine as inside a handler.
+// Close), and counts the call as running.
 func (c *Client) enterHandler() bool {
 	c.handlers.Lock()
 	defer c.handlers.Unlock()
-	if c.closed {
-		return false
-	}
-	c.inHandlers[goroutineID()]++
-	return true
+	return !c.closed
 }
 
-func (c *Client) leaveHandler() {
+// noteWorker records the queue's worker goroutines as they start and end:
+// the backend is only ever called on one (the queue's OnWorker). Reading a
+// goroutine's number walks its stack, so it is done once per worker, not
+// once per event.
+func (c *Client) noteWorker(start bool) {
+	gid := goroutineID()
 	c.handlers.Lock()
 	defer c.handlers.Unlock()
-	id := goroutineID()
-	if c.inHandlers[id]--; c.inHandlers[id] <= 0 {
-		delete(c.inHandlers, id)
+	if start {
+		c.inHandlers[gid]++
+	} else if c.inHandlers[gid]--; c.inHandlers[gid] <= 0 {
+		delete(c.inHandlers, gid)
 	}
 }
 
-// inHandler reports whether the calling goroutine is inside a backend call.
+// inHandler reports whether the calling goroutine is inside a backend call:
+// one of the queue's workers, which run nothing else.
 func (c *Client) inHandler() bool {
+	gid := goroutineID()
 	c.handlers.Lock()
 	defer c.handlers.Unlock()
-	return c.inHandlers[goroutineID()] > 0
+	return c.inHandlers[gid] > 0
 }
 
 // goroutineID reads the calling goroutine's number from its stack header

@@ -363,7 +363,6 @@ func (c *Client) deliver(et types.EventType, ei types.EventInfo) {
 	if !c.enterHandler() {
 		return
 	}
-	defer c.leaveHandler()
 	logger := c.logger.WithFields(log.Fields{"container": ei.ContainerID, "process": ei.ProcessID, "event": et})
 	slow := time.AfterFunc(slowHandler, func() {
 		logger.Warnf("event handler still running after %s: later events of this container wait", slowHandler)

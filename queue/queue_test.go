@@ -439,3 +439,71 @@ func spawn(wg *sync.WaitGroup, f func()) {
 		f()
 	}()
 }
+
+// TestOnWorker checks that the hook runs on the worker goroutine itself, at
+// its start and its end, balanced (a Goexit in a handler included), and that
+// every handler runs on a goroutine the hook announced.
+func TestOnWorker(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		live    = map[string]int{}
+		started int
+	)
+	self := func() string {
+		buf := make([]byte, 64)
+		buf = buf[:runtime.Stack(buf, false)]
+		return strings.Fields(string(buf))[1] // "goroutine N [running]:"
+	}
+	var q Queue
+	q.OnWorker = func(start bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if start {
+			live[self()]++
+			started++
+		} else {
+			live[self()]--
+		}
+	}
+	outside := make(chan string, 200)
+	for i := 0; i < 100; i++ {
+		q.Append(fmt.Sprint(i%7), func() {
+			mu.Lock()
+			if live[self()] <= 0 {
+				outside <- self()
+			}
+			mu.Unlock()
+		})
+	}
+	q.Append("x", func() { runtime.Goexit() })
+	q.Append("x", func() {})
+	waitQueue(t, &q)
+	close(outside)
+	for g := range outside {
+		t.Errorf("a handler ran on goroutine %s, which the hook did not announce", g)
+	}
+	// A worker's end hook runs as its goroutine returns, just after Wait
+	// has seen it go.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		var open []string
+		for g, n := range live {
+			if n != 0 {
+				open = append(open, fmt.Sprintf("goroutine %s: %d", g, n))
+			}
+		}
+		n := started
+		mu.Unlock()
+		if n == 0 {
+			t.Fatal("the hook never ran")
+		}
+		if len(open) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("starts not matched by an end: %v", open)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

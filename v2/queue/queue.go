@@ -81,6 +81,12 @@ type Queue struct {
 
 	waiters int           // Wait calls in progress: idle workers exit at once
 	done    chan struct{} // closed when workers drops to zero
+
+	// OnWorker, if set before the first Append, is called on each worker
+	// goroutine as it starts (true) and as it ends (false): a caller that
+	// needs to know whether it runs inside a handler can note the
+	// goroutine once per worker rather than once per handler.
+	OnWorker func(start bool)
 }
 
 // idQueue is the backlog of one ID.
@@ -266,6 +272,10 @@ func (q *Queue) popReady() *idQueue {
 
 // run is a worker goroutine's body.
 func (q *Queue) run(w *worker) {
+	if hook := q.OnWorker; hook != nil {
+		hook(true)
+		defer hook(false)
+	}
 	normal := false
 	defer func() {
 		if !normal {
