@@ -74,13 +74,22 @@ var (
 	fileLine   = regexp.MustCompile(`^\s*[^\s:]+\.go:\d+: `)
 )
 
+// recapLines is how many of a failed test's file:line messages the recap
+// at the end repeats.
+const recapLines = 5
+
 // run copies the stream's text to out and reports whether it passes.
 func run(in io.Reader, out, errOut io.Writer, required []string, allowed allowedSkips) bool {
 	perPkg := map[string]*counts{}
 	pkgFailed := false
 	lastLine := map[[2]string]string{} // (package, test) → its last output line
+	// (package, test) → its last few file:line messages, for the failures'
+	// recap: a long log (the daemon's, on failure) can bury the test's own
+	// lines, and CI keeps only the end of the output.
+	messages := map[[2]string][]string{}
 	type skip struct{ pkg, test, reason string }
 	var allowedSkipped, forbiddenSkipped []skip
+	var failedTests [][2]string
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
 	for sc.Scan() {
@@ -93,7 +102,15 @@ func run(in io.Reader, out, errOut io.Writer, required []string, allowed allowed
 		if ev.Output != "" {
 			fmt.Fprint(out, ev.Output)
 			if ev.Test != "" && !testHeader.MatchString(ev.Output) && strings.TrimSpace(ev.Output) != "" {
-				lastLine[[2]string{ev.Package, ev.Test}] = strings.TrimSpace(fileLine.ReplaceAllString(ev.Output, ""))
+				key := [2]string{ev.Package, ev.Test}
+				lastLine[key] = strings.TrimSpace(fileLine.ReplaceAllString(ev.Output, ""))
+				if fileLine.MatchString(ev.Output) {
+					m := append(messages[key], strings.TrimSpace(ev.Output))
+					if len(m) > recapLines {
+						m = m[len(m)-recapLines:]
+					}
+					messages[key] = m
+				}
 			}
 		}
 		c := perPkg[ev.Package]
@@ -104,12 +121,15 @@ func run(in io.Reader, out, errOut io.Writer, required []string, allowed allowed
 		switch {
 		case ev.Test == "" && ev.Action == "fail":
 			pkgFailed = true
+		case ev.Action == "fail":
+			failedTests = append(failedTests, [2]string{ev.Package, ev.Test})
+			if !strings.Contains(ev.Test, "/") {
+				c.failed++
+			}
 		case ev.Test == "" || strings.Contains(ev.Test, "/"):
 			// Package lines and subtests: the top-level test counts once.
 		case ev.Action == "pass":
 			c.passed++
-		case ev.Action == "fail":
-			c.failed++
 		case ev.Action == "skip":
 			c.skipped++
 			s := skip{ev.Package, ev.Test, lastLine[[2]string{ev.Package, ev.Test}]}
@@ -176,6 +196,13 @@ func run(in io.Reader, out, errOut io.Writer, required []string, allowed allowed
 			tests[i] = s.test
 		}
 		fmt.Fprintf(out, "%s: %d test(s) skipped: %s (%s)\n", g, len(skips), strings.Join(tests, ", "), skips[0].reason)
+	}
+	// The failures last, where a truncated log still shows them.
+	for _, f := range failedTests {
+		fmt.Fprintf(errOut, "FAIL: %s %s\n", f[0], f[1])
+		for _, m := range messages[f] {
+			fmt.Fprintf(errOut, "    %s\n", m)
+		}
 	}
 	fmt.Fprintf(out, "%d passed, %d failed, %d skipped\n", total.passed, total.failed, total.skipped)
 	return !bad

@@ -29,8 +29,13 @@ func stream(t *testing.T, results ...[2]string) string {
 		name, action := r[0], r[1]
 		emit(event{Action: "run", Package: pkg, Test: name})
 		emit(event{Action: "output", Package: pkg, Test: name, Output: "=== RUN   " + name + "\n"})
-		if action == "skip" {
+		switch action {
+		case "skip":
 			emit(event{Action: "output", Package: pkg, Test: name, Output: "    x_test.go:12: criu check fails on this host: vdso\n"})
+		case "fail":
+			emit(event{Action: "output", Package: pkg, Test: name, Output: "    x_test.go:34: exit code 255, want 137\n"})
+			// A long log after the test's own lines (the daemon's, dumped on failure).
+			emit(event{Action: "output", Package: pkg, Test: name, Output: "time=\"...\" level=debug msg=\"event published\"\n"})
 		}
 		emit(event{Action: "output", Package: pkg, Test: name, Output: "--- " + strings.ToUpper(action) + ": " + name + " (0.00s)\n"})
 		emit(event{Action: action, Package: pkg, Test: name})
@@ -52,7 +57,8 @@ func TestRun(t *testing.T) {
 		{"allowed skip", [][2]string{{"TestA", "pass"}, {"TestCriu", "skip"}}, true,
 			"criu: 1 test(s) skipped: TestCriu (criu check fails on this host: vdso)\n", ""},
 		{"other skip", [][2]string{{"TestA", "pass"}, {"TestB", "skip"}}, false, "criu: 0 test(s) skipped\n", "skipped TestB (criu check fails on this host: vdso)"},
-		{"failure", [][2]string{{"TestA", "fail"}, {"TestCriu", "skip"}}, false, "1 failed", ""},
+		{"failure", [][2]string{{"TestA", "fail"}, {"TestCriu", "skip"}}, false, "1 failed",
+			"FAIL: " + pkg + " TestA\n    x_test.go:34: exit code 255, want 137\n"},
 		{"nothing ran", [][2]string{{"TestCriu", "skip"}}, false, "criu: 1 test(s) skipped", "ran no test"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
