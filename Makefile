@@ -49,8 +49,13 @@ demo: deps build
 
 test: deps test-unit test-sim test-fuzz test-integration test-v2
 
+# The unit suites run the simulation too (TestSimulation: 5,000 schedules
+# under -race, 100,000 without), from a fixed base seed like test-sim's, so
+# that CI is reproducible; the newest-client runs take other ranges
+# (SIM_UNIT_BASE) so that CI covers more schedules. make soak explores.
+SIM_UNIT_BASE ?= 1000001
 test-unit:
-	$(GOTEST) $(RACE) -count=1 $(TESTFLAGS) $(UNIT_PKGS)
+	LCD_SIM_BASE=$(SIM_UNIT_BASE) $(GOTEST) $(RACE) -count=1 $(TESTFLAGS) $(UNIT_PKGS)
 
 # The exit ledger's simulation (internal/ledger): SIM_SCHEDULES seeded
 # schedules of every source interleaved with containerd kills, freezes,
@@ -76,9 +81,18 @@ test-fuzz:
 # to skip are these, which need a working criu (they skip, with criu's
 # reason, when `criu check` fails); testjson prints how many skipped.
 CRIU_TESTS := TestCheckpointRestoreRoundTrip
+# The soak-like integration tests (containerd killed or frozen for seconds,
+# over and over): about 160 s of each suite run. CI runs them on the host's
+# daemon (make test) and the newest daemon of each flavour, and skips them
+# where only the client's version or an older daemon differs
+# (.ci/run: SKIP_SOAK=1, COMPAT_SOAK_ON).
+SOAK_TESTS := ^(TestChaosExitsAcrossContainerdRestarts|TestLifecyclesAcrossContainerdKill|TestExitsAcrossContainerdFreeze|TestChaosWithDeletingBackend)$$
+# SKIP_SOAK=1 leaves them out of test-integration and test-v2-integration.
+SOAK_SKIPFLAG = $(if $(SKIP_SOAK),-skip '$(SOAK_TESTS)')
+
 test-integration:
 	$(GO) build -o bin/testjson ./internal/cmd/testjson
-	$(GOTEST) $(RACE) -count=1 -json -timeout 20m $(TESTFLAGS) $(INTEGRATION_PKGS) \
+	$(GOTEST) $(RACE) -count=1 -json -timeout 20m $(SOAK_SKIPFLAG) $(TESTFLAGS) $(INTEGRATION_PKGS) \
 		| bin/testjson $(addprefix -require ,$(INTEGRATION_PKGS)) $(addprefix -allow-skip criu=,$(CRIU_TESTS))
 
 # The same suites with the dependencies at their newest v1.7 patch: go.mod
@@ -86,7 +100,7 @@ test-integration:
 NEWEST_MODFILE := testdata/newest.mod
 test-newest: deps
 	GOFLAGS=-modfile=$(NEWEST_MODFILE) $(GO) mod download
-	GOFLAGS=-modfile=$(NEWEST_MODFILE) $(MAKE) RACE= test-unit test-integration
+	GOFLAGS=-modfile=$(NEWEST_MODFILE) $(MAKE) RACE= SIM_UNIT_BASE=100001 test-unit test-integration
 
 # The containerd v2 flavour, module $(MODULE)/v2 in v2/: generated from the
 # root sources by internal/cmd/genv2 (its table.go says what differs), plus
@@ -108,11 +122,11 @@ check-v2:
 test-v2: deps check-v2 test-v2-unit test-v2-integration
 
 test-v2-unit:
-	cd v2 && $(GO) mod download && $(GOTEST) $(RACE) -count=1 $(TESTFLAGS) $(V2_UNIT_PKGS)
+	cd v2 && $(GO) mod download && LCD_SIM_BASE=$(SIM_UNIT_BASE) $(GOTEST) $(RACE) -count=1 $(TESTFLAGS) $(V2_UNIT_PKGS)
 
 test-v2-integration:
 	$(GO) build -o bin/testjson ./internal/cmd/testjson
-	cd v2 && $(GOTEST) $(RACE) -count=1 -json -timeout 20m $(TESTFLAGS) $(V2_INTEGRATION_PKGS) \
+	cd v2 && $(GOTEST) $(RACE) -count=1 -json -timeout 20m $(SOAK_SKIPFLAG) $(TESTFLAGS) $(V2_INTEGRATION_PKGS) \
 		| ../bin/testjson $(addprefix -require ,$(V2_INTEGRATION_PKGS)) $(addprefix -allow-skip criu=,$(CRIU_TESTS)) \
 			$(addprefix -allow-skip containerd-1.6=,$(V2_SKIP_TESTS))
 
@@ -120,7 +134,7 @@ test-v2-integration:
 V2_NEWEST_MODFILE := testdata/newest.mod
 test-v2-newest: deps
 	cd v2 && GOFLAGS=-modfile=$(V2_NEWEST_MODFILE) $(GO) mod download
-	GOFLAGS=-modfile=$(V2_NEWEST_MODFILE) $(MAKE) RACE= test-v2-unit test-v2-integration
+	GOFLAGS=-modfile=$(V2_NEWEST_MODFILE) $(MAKE) RACE= SIM_UNIT_BASE=200001 test-v2-unit test-v2-integration
 
 # moby's own source on this library, inside moby's own dependency graph:
 # dockerd builds, every package importing us vets, moby's unit tests pass.
@@ -168,10 +182,12 @@ daemons:
 # the host's (Debian's 1.6.20), then each built one; a table at the end.
 # The v2 flavour's suites also run on the 2.3 LTS line.
 COMPAT_DAEMONS ?= host v1.7.35 v2.4.2
+# The daemons the soak-like tests run on in test-compat ("all": every one).
+COMPAT_SOAK_ON ?= all
 V2_COMPAT_DAEMONS ?= host v1.7.35 v2.3.7 v2.4.2
 test-compat: deps daemons
-	COMPAT_DAEMONS="$(COMPAT_DAEMONS)" CRIU_TESTS="$(CRIU_TESTS)" hack/test-compat.sh
-	COMPAT_FLAVOUR=v2 COMPAT_DAEMONS="$(V2_COMPAT_DAEMONS)" CRIU_TESTS="$(CRIU_TESTS)" \
+	COMPAT_DAEMONS="$(COMPAT_DAEMONS)" CRIU_TESTS="$(CRIU_TESTS)" SOAK_TESTS='$(SOAK_TESTS)' COMPAT_SOAK_ON="$(COMPAT_SOAK_ON)" hack/test-compat.sh
+	COMPAT_FLAVOUR=v2 COMPAT_DAEMONS="$(V2_COMPAT_DAEMONS)" CRIU_TESTS="$(CRIU_TESTS)" SOAK_TESTS='$(SOAK_TESTS)' COMPAT_SOAK_ON="$(COMPAT_SOAK_ON)" \
 		V2_SKIP_TESTS="$(V2_SKIP_TESTS)" hack/test-compat.sh
 
 # Both flavours: the v2 rows are the same benchmarks on the containerd v2
