@@ -229,3 +229,101 @@ func TestItemIExecStartCutOff(t *testing.T) {
 		t.Fatalf("the ledger holds %d entries, want the task's only", n)
 	}
 }
+
+// A daemon retries a failed exec under the same ID while the shim still
+// re-sends what the earlier exec said during an outage (its exit): the
+// re-send, read after the new exec's add, is not the new exec's exit. The
+// new exec's start is cut off and the task goes before any answer names
+// its pid: it never ran, and gets no exit. (Found by the simulation, seed
+// 1796442643962056414; failed before the ledger kept forgotten execs'
+// identities: exit 85 delivered a second time, for the new exec.)
+func TestExecIDReusedWhileShimResends(t *testing.T) {
+	f := newFixture(t)
+	task := InitKey("r")
+	tid := f.l.Created(task, 70)
+	f.step(func(l *Ledger) { l.StartBegin(tid); l.Started(tid, 70) })
+	k := Key{Container: "r", Process: "e2"}
+	taskRef := Ref{ID: tid, Key: task, Pid: 70}
+	// The first exec: started (its answer lost in an outage), exited
+	// while containerd was down; its delete names pid and code.
+	first := f.l.ExecBegin(k, taskRef)
+	f.step(func(l *Ledger) { l.ExecAdded(first); l.StreamExecAdded(k); l.StreamStart(k, 5) })
+	f.down()
+	f.step(func(l *Ledger) { l.StartUnknown(first) })
+	d := f.l.DeleteBegin(Ref{ID: first, Key: k})
+	f.step(func(l *Ledger) { l.DeleteAnswer(d, Ref{ID: first, Key: k}, 5, 85, t0) })
+	f.live()
+	f.wantExits(k, 85)
+	// The retry under the same ID; the shim re-sends the first's exit.
+	second := f.l.ExecBegin(k, taskRef)
+	f.step(func(l *Ledger) { l.ExecAdded(second); l.StreamExecAdded(k) })
+	f.step(func(l *Ledger) { l.StreamExit(k, 5, 85, t0) })
+	// Its start cut off; the task deleted meanwhile (another client).
+	f.down()
+	f.step(func(l *Ledger) { l.StartUnknown(second) })
+	f.live()
+	d = f.l.DeleteBegin(Ref{ID: second, Key: k})
+	f.step(func(l *Ledger) { l.DeleteNotFound(d, Ref{ID: second, Key: k}) })
+	f.answer(gone)
+	f.wantExits(k, 85)
+}
+
+// An exec started just before containerd went down; its task's init died
+// in the outage and the restarted containerd deleted the task (1.7 and
+// later). The stream then carries the exec's start, read after the ledger
+// learned the task was gone, while the start's answer is still on its way
+// (then lost): the exec ran, and gets an exit (255: no source kept its
+// code). (Found by the simulation, seed 1796443986359301991; failed before
+// a gone exec with its start in flight could take the stream's start: no
+// exit at all.)
+func TestExecStartReadAfterItsTaskWent(t *testing.T) {
+	f := newFixture(t)
+	task := InitKey("s")
+	tid := f.l.Created(task, 80)
+	f.step(func(l *Ledger) { l.StartBegin(tid); l.Started(tid, 80) })
+	k := Key{Container: "s", Process: "e1"}
+	id := f.l.ExecBegin(k, Ref{ID: tid, Key: task, Pid: 80})
+	f.step(func(l *Ledger) { l.ExecAdded(id) })
+	f.down()
+	f.step(func(l *Ledger) { l.StreamExecAdded(k) })
+	f.live()
+	f.answer(gone) // the task, deleted by containerd's restart
+	f.step(func(l *Ledger) { l.StreamStart(k, 1) })
+	f.step(func(l *Ledger) { l.StartUnknown(id) })
+	d := f.l.DeleteBegin(Ref{ID: id, Key: k})
+	f.step(func(l *Ledger) { l.DeleteNotFound(d, Ref{ID: id, Key: k}) })
+	f.answer(gone)
+	f.wantExits(k, 255)
+}
+
+// A created task killed before it ran (its Wait says 137), whose delete an
+// outage cut off (its TaskDelete lost with the stream): another client then
+// runs a task in the container and the kernel gives it the same pid. That
+// task's exit record (another code, another time) is its own, not the dead
+// one's. (Found by the simulation, seed 170290; failed before exits were
+// placed by their record: 255 guessed for the new task.)
+func TestReusedPidAfterCutOffDelete(t *testing.T) {
+	f := newFixture(t)
+	k := InitKey("p")
+	id := f.l.Created(k, 1)
+	kw := f.l.KillWaitBegin(Ref{ID: id, Key: k, Pid: 1})
+	f.step(func(l *Ledger) { l.WaitAnswer(kw, 137, t0) })
+	f.step(func(l *Ledger) { l.KillWaitEnd(kw) })
+	f.down()
+	// Its delete took effect; the answer is lost, and the caller retries
+	// (still in flight).
+	d := f.l.DeleteBegin(Ref{ID: id, Key: k, Pid: 1})
+	f.live()
+	// Another client's task, pid 1 again: seen starting; containerd's
+	// answer that it runs comes after its exit and delete were read.
+	f.step(func(l *Ledger) { l.StreamStart(k, 1) })
+	asked := f.l.TakeChecks()
+	f.step(func(l *Ledger) { l.StreamExit(k, 1, 4, t0.Add(time.Minute)) })
+	f.step(func(l *Ledger) { l.StreamDelete(k, 1, 4, t0.Add(time.Minute)) })
+	for _, ck := range asked {
+		f.step(func(l *Ledger) { l.CheckAnswer(ck.Token, Report{Status: Running, Pid: 1}) })
+	}
+	f.step(func(l *Ledger) { l.DeleteNotFound(d, Ref{ID: id, Key: k, Pid: 1}) })
+	f.answer(gone)
+	f.wantExits(k, 4)
+}

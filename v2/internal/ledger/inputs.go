@@ -428,6 +428,29 @@ func (l *Ledger) placeStream(key Key, pid uint32, start bool) *proc {
 	return p
 }
 
+// placeExit is placeStream for an exit record (TaskExit, TaskDelete). A
+// process exits once: an incarnation whose exit is known with another
+// record (another code, or another time stamped by its shim) is not the one
+// this record is of. If the ledger holds a later incarnation under key with
+// the same pid whose exit is not known (the kernel reused the pid, and the
+// old one's delete never reached the stream), the record is that one's.
+func (l *Ledger) placeExit(key Key, pid, code uint32, at time.Time) *proc {
+	p := l.placeStream(key, pid, false)
+	if p == nil || !p.otherExit(code, at) {
+		return p
+	}
+	later := false
+	for _, q := range l.list(key) {
+		switch {
+		case q == p:
+			later = true
+		case later && q.pid == pid && !q.handleOnly && !q.streamDone && !q.otherExit(code, at):
+			return q
+		}
+	}
+	return p
+}
+
 // unplacedStart holds a start the ledger cannot place as a process seen
 // starting, to be confirmed by containerd.
 func (l *Ledger) unplacedStart(key Key, pid uint32) {
@@ -453,7 +476,7 @@ func (l *Ledger) unplacedStart(key Key, pid uint32) {
 // the ledger cannot place is checked with containerd first.
 func (l *Ledger) StreamExit(key Key, pid, code uint32, at time.Time) {
 	l.tick++
-	p := l.placeStream(key, pid, false)
+	p := l.placeExit(key, pid, code, at)
 	switch {
 	case p != nil && p.delivered && p.sameExit(code, at):
 		// A copy: a shim re-sending.
@@ -502,7 +525,7 @@ func (l *Ledger) unplaced(key Key, pid, code uint32, at time.Time) {
 			return // a copy of an exit delivered
 		}
 	}
-	if p := l.startingExec(key); p != nil {
+	if p := l.startingExec(key); p != nil && !l.buried(key, pid, code, at) {
 		p.stash = append(p.stash, news{code: code, at: at, pid: pid, source: FromStream})
 		if pid, ok := p.stashedPid(); ok && p.deleted && !p.starting {
 			// Gone already (see gone): nothing else can name its pid.
@@ -528,7 +551,7 @@ func (l *Ledger) unplaced(key Key, pid, code uint32, at time.Time) {
 // of its task, and ends its execs.
 func (l *Ledger) StreamDelete(key Key, pid, code uint32, at time.Time) {
 	l.tick++
-	p := l.placeStream(key, pid, false)
+	p := l.placeExit(key, pid, code, at)
 	if p == nil {
 		if key.IsInit() {
 			// A task the ledger did not hold: its execs the ledger holds
@@ -625,6 +648,10 @@ func (l *Ledger) ShimReport(key Key, pid uint32, r Report) {
 // unless it was asked before then: an exit it names by p's pid is p's.
 func (l *Ledger) report(p *proc, r Report, source Source) {
 	if p.deleted {
+		if source == FromReconcile && p.asked < p.goneAt && r.Status == Running && r.Pid == p.pid && p.pid != 0 && p.ran == ranMaybe {
+			// Running when asked, before it went: it ran.
+			l.ranNow(p)
+		}
 		if source == FromReconcile && p.asked < p.goneAt && r.Status == Stopped && r.Pid == p.pid && p.pid != 0 && !p.exited() {
 			if p.ran == ranMaybe {
 				l.ranNow(p)
@@ -850,23 +877,24 @@ func (l *Ledger) checked(p *proc, r Report) {
 		}
 	}
 	switch {
+	case stale && p.seen && r.Status == Running && r.Pid == p.pid && (!p.deleted || p.asked < p.goneAt):
+		// Running when asked, which was after its start was read: it
+		// ran, whatever the stream said of it since (its exit, kept
+		// till now, goes out); what it does now, the next answer says.
+		if l.heldAlready(p, r) {
+			return
+		}
+		l.ranNow(p)
+		if p.deleted {
+			l.settle(p)
+			return
+		}
+		again = true
 	case stale && (r.Status == Running || r.Status == Created),
 		stale && r.Status == Gone && p.pid == 0:
 		again = true
 	case p.seen && (r.Status == Running || r.Status == Stopped) && r.Pid == p.pid:
-		// containerd shows the process seen starting: if the ledger
-		// holds it already (this client's, its start's answer not
-		// placed yet), that one is it.
-		for _, q := range l.list(p.key) {
-			if q != p && q.pid == p.pid && !q.deleted && !q.seen && q.born < p.asked {
-				l.remove(p)
-				l.report(q, r, FromReconcile)
-				return
-			}
-		}
-		if q := l.added(p.key, p.asked); q != nil {
-			l.remove(p)
-			l.report(q, r, FromReconcile)
+		if l.heldAlready(p, r) {
 			return
 		}
 		l.report(p, r, FromReconcile)
@@ -876,6 +904,28 @@ func (l *Ledger) checked(p *proc, r Report) {
 	if again && l.byID[p.id] == p && !p.deleted {
 		l.want(p)
 	}
+	if l.byID[p.id] == p && p.deleted {
+		l.settle(p) // it may have waited for this answer (settle)
+	}
+}
+
+// heldAlready hands containerd's answer r about p, a process seen starting,
+// to the incarnation the ledger holds it as already, if any (this client's,
+// its start's answer not placed yet), and forgets p.
+func (l *Ledger) heldAlready(p *proc, r Report) bool {
+	for _, q := range l.list(p.key) {
+		if q != p && q.pid == p.pid && !q.deleted && !q.seen && q.born < p.asked {
+			l.remove(p)
+			l.report(q, r, FromReconcile)
+			return true
+		}
+	}
+	if q := l.added(p.key, p.asked); q != nil {
+		l.remove(p)
+		l.report(q, r, FromReconcile)
+		return true
+	}
+	return false
 }
 
 // Watched lists the processes whose exit the shim watch is to listen for:

@@ -23,7 +23,10 @@
 // of a process it does not hold) is checked with containerd (Get: is this
 // container's process with this pid the one that stopped, with this code?)
 // before it counts; otherwise it is dropped. No rule compares wall-clock
-// times, and nothing of a process is remembered past its delete.
+// times, and nothing of a process is remembered past its delete but the
+// exit records of the last few execs of this client's per container, while
+// the container's task lives (a re-send of one is a copy, not the exit of a
+// new exec under a reused ID: bury).
 //
 // # Rules
 //
@@ -288,6 +291,17 @@ func (p *proc) sameExit(code uint32, at time.Time) bool {
 	return n != nil && n.source != FromGuess && n.code == code && (at.IsZero() || n.at.IsZero() || n.at.Equal(at))
 }
 
+// otherExit reports whether p's exit is known (delivered, or real news
+// waiting) with a record other than code at time at: an exit record of
+// another process.
+func (p *proc) otherExit(code uint32, at time.Time) bool {
+	n := p.done
+	if n == nil {
+		n = p.news
+	}
+	return n != nil && n.source != FromGuess && !p.sameExit(code, at)
+}
+
 // confirm is a piece of news the ledger could not place, waiting for
 // containerd to say whether it is about the process it shows.
 type confirm struct {
@@ -317,8 +331,12 @@ type Ledger struct {
 	news      uint64             // news counter (proc.order)
 	waiting   map[*proc]struct{} // procs whose news waits for a barrier
 	lingering map[*proc]struct{} // deleted inits the stream may still speak of
-	wanted    []uint64           // checks to hand out
-	ready     Ready
+	// past: per container, the last execs of this client's forgotten
+	// while the container had processes the ledger holds (bury); dropped
+	// with the last of them, when the task's shim is gone or going.
+	past   map[string][]pastExec
+	wanted []uint64 // checks to hand out
+	ready  Ready
 }
 
 // New returns an empty ledger; the stream is not live yet.
@@ -329,6 +347,7 @@ func New() *Ledger {
 		confirms:  map[uint64]*confirm{},
 		waiting:   map[*proc]struct{}{},
 		lingering: map[*proc]struct{}{},
+		past:      map[string][]pastExec{},
 	}
 }
 
@@ -428,6 +447,9 @@ func (l *Ledger) remove(p *proc) {
 	}
 	if len(m) == 0 {
 		delete(l.ctrs, p.key.Container)
+		delete(l.past, p.key.Container)
+	} else if !p.key.IsInit() && p.ours && p.pid != 0 {
+		l.bury(p)
 	}
 	delete(l.byID, p.id)
 	l.unwait(p)
@@ -436,6 +458,48 @@ func (l *Ledger) remove(p *proc) {
 		delete(l.lingering, p)
 	}
 	l.unstash(p)
+}
+
+// pastExecs is how many forgotten execs of a container the ledger keeps
+// the exit records of (past).
+const pastExecs = 8
+
+// pastExec is the exit record of an exec of this client's the ledger has
+// forgotten: its ID, pid, and the exit delivered for it.
+type pastExec struct {
+	process string
+	pid     uint32
+	code    uint32
+	at      time.Time
+}
+
+// bury keeps the exit record of p, an exec of this client's being forgotten
+// while its container's task may still have a shim: a caller may reuse its
+// exec ID (a daemon retrying a failed exec), and the shim may still re-send
+// p's exit (published while containerd was down) after the new exec's add.
+// Such a re-send is p's record, stamped by its shim, not the new exec's
+// exit. Only a real exit is kept: a guess has no record to match.
+func (l *Ledger) bury(p *proc) {
+	if p.done == nil || p.done.source == FromGuess {
+		return
+	}
+	past := l.past[p.key.Container]
+	if len(past) == pastExecs {
+		past = append(past[:0], past[1:]...)
+	}
+	l.past[p.key.Container] = append(past, pastExec{p.key.Process, p.pid, p.done.code, p.done.at})
+}
+
+// buried reports whether an exit of key with pid, code and time at is the
+// record of an exec of this client's the ledger has forgotten. (A new exec
+// that got the same pid exits at another time.)
+func (l *Ledger) buried(key Key, pid, code uint32, at time.Time) bool {
+	for _, x := range l.past[key.Container] {
+		if x.process == key.Process && x.pid == pid && x.code == code && (x.at.IsZero() || at.IsZero() || x.at.Equal(at)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Ledger) unwait(p *proc) {
@@ -503,7 +567,9 @@ func (l *Ledger) pending(key Key) *proc {
 	list := l.list(key)
 	for i := len(list) - 1; i >= 0; i-- {
 		p := list[i]
-		if p.pid != 0 || !p.ours || p.deleted && p.ran != ranMaybe || !p.starting && p.ran != ranMaybe {
+		// Gone already is no exception: a start in flight, or one whose
+		// answer was lost, may have run before its task went.
+		if p.pid != 0 || !p.ours || !p.starting && p.ran != ranMaybe {
 			continue
 		}
 		if key.IsInit() && p.starting || !key.IsInit() && p.added {
@@ -735,6 +801,9 @@ func (l *Ledger) settle(p *proc) {
 		// Confirmed gone and nobody knows its code: a guess, after a
 		// barrier so that a real exit still on its way wins.
 		l.learn(p, news{code: GuessCode, source: FromGuess})
+	case p.seen && p.ran == ranMaybe && (p.check == checkInFlight || p.check == checkAgain):
+		// Seen starting, and containerd asked before it went: its
+		// answer may confirm it ran (checked).
 	case p.delivered, p.ran != ranYes:
 		// Delivered; or never known to have run (a start never
 		// confirmed before its process went: its exit cannot be known).
