@@ -327,3 +327,44 @@ func TestReusedPidAfterCutOffDelete(t *testing.T) {
 	f.answer(gone)
 	f.wantExits(k, 4)
 }
+
+// containerd carries out a check some time after it is handed out: an
+// answer "running" to a check of a process seen starting (another client's,
+// gone since) may be about this client's new task that got the same pid,
+// and says nothing of now. The new task's exit, delivered, stays its only
+// one: a shim's re-send of it is a copy. (Found by the simulation, seed
+// 1796448280279170763, against an intermediate fix that applied the answer
+// to the new task as news: its delivered exit was then taken for another
+// process's, and the re-send delivered a second time.)
+func TestLateRunningAnswerAfterPidReuse(t *testing.T) {
+	f := newFixture(t)
+	k := InitKey("q")
+	f.step(func(l *Ledger) { l.StreamStart(k, 5) }) // another client's task
+	first := f.l.TakeChecks()
+	f.step(func(l *Ledger) { l.StreamExit(k, 5, 81, t0) })
+	f.step(func(l *Ledger) { l.StreamDelete(k, 5, 81, t0) })
+	// containerd was down: the check is handed out again, and in the
+	// meantime this client's task got pid 5.
+	for _, ck := range first {
+		f.step(func(l *Ledger) { l.CheckFailed(ck.Token) })
+	}
+	id := f.l.Created(k, 5)
+	f.step(func(l *Ledger) { l.StartBegin(id); l.Started(id, 5) })
+	second := f.l.TakeChecks()
+	at := t0.Add(time.Minute)
+	f.step(func(l *Ledger) { l.StreamExit(k, 5, 33, at) })
+	for _, ck := range second {
+		f.step(func(l *Ledger) { l.CheckAnswer(ck.Token, Report{Status: Running, Pid: 5}) })
+	}
+	f.step(func(l *Ledger) { l.StreamExit(k, 5, 33, at) }) // a shim's re-send
+	f.answer(func(Key) Report { return Report{Status: Stopped, Pid: 5, Code: 33, At: at} })
+	n := 0
+	for _, e := range f.exits(k) {
+		if e.Code == 33 {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("this client's task's exit delivered %d times, want 1: %+v", n, f.exits(k))
+	}
+}

@@ -648,7 +648,7 @@ func (l *Ledger) ShimReport(key Key, pid uint32, r Report) {
 // unless it was asked before then: an exit it names by p's pid is p's.
 func (l *Ledger) report(p *proc, r Report, source Source) {
 	if p.deleted {
-		if source == FromReconcile && p.asked < p.goneAt && r.Status == Running && r.Pid == p.pid && p.pid != 0 && p.ran == ranMaybe {
+		if source == FromReconcile && p.asked < p.goneAt && r.Status == Running && r.Pid == p.pid && p.pid != 0 && p.ran == ranMaybe && !l.newerWithPid(p) {
 			// Running when asked, before it went: it ran.
 			l.ranNow(p)
 		}
@@ -877,7 +877,7 @@ func (l *Ledger) checked(p *proc, r Report) {
 		}
 	}
 	switch {
-	case stale && p.seen && r.Status == Running && r.Pid == p.pid && (!p.deleted || p.asked < p.goneAt):
+	case stale && p.seen && r.Status == Running && r.Pid == p.pid && (!p.deleted || p.asked < p.goneAt) && !l.newerWithPid(p):
 		// Running when asked, which was after its start was read: it
 		// ran, whatever the stream said of it since (its exit, kept
 		// till now, goes out); what it does now, the next answer says.
@@ -909,23 +909,45 @@ func (l *Ledger) checked(p *proc, r Report) {
 	}
 }
 
+// newerWithPid reports whether the ledger learned, since p's check was
+// handed out, of another process under p's key with p's pid: containerd may
+// have answered about that one (a check is carried out some time after it
+// is handed out).
+func (l *Ledger) newerWithPid(p *proc) bool {
+	for _, q := range l.list(p.key) {
+		if q != p && q.pid == p.pid && q.born > p.asked {
+			return true
+		}
+	}
+	return false
+}
+
 // heldAlready hands containerd's answer r about p, a process seen starting,
 // to the incarnation the ledger holds it as already, if any (this client's,
 // its start's answer not placed yet), and forgets p.
 func (l *Ledger) heldAlready(p *proc, r Report) bool {
-	for _, q := range l.list(p.key) {
-		if q != p && q.pid == p.pid && !q.deleted && !q.seen && q.born < p.asked {
-			l.remove(p)
-			l.report(q, r, FromReconcile)
-			return true
+	q := l.added(p.key, p.asked)
+	for _, x := range l.list(p.key) {
+		if x != p && x.pid == p.pid && !x.deleted && !x.seen && x.born < p.asked {
+			q = x
+			break
 		}
 	}
-	if q := l.added(p.key, p.asked); q != nil {
-		l.remove(p)
-		l.report(q, r, FromReconcile)
+	if q == nil {
+		return false
+	}
+	l.remove(p)
+	if r.Status == Running && q.touched >= p.asked {
+		// Asked before the ledger learned of q's start or exit: it ran,
+		// and "running" says nothing of now.
+		if q.ran == ranMaybe && q.pid == r.Pid {
+			l.ranNow(q)
+		}
+		l.settle(q)
 		return true
 	}
-	return false
+	l.report(q, r, FromReconcile)
+	return true
 }
 
 // Watched lists the processes whose exit the shim watch is to listen for:
