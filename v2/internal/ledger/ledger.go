@@ -280,26 +280,39 @@ func (p *proc) exited() bool {
 	return p.delivered || p.news != nil && p.news.source != FromGuess
 }
 
-// sameExit reports whether an exit with code at time at is p's own exit,
-// the one delivered or waiting: the same process's record, stamped by its
-// shim (not a comparison of two processes' clocks).
-func (p *proc) sameExit(code uint32, at time.Time) bool {
+// exitRecord returns p's real exit record, delivered or waiting; nil if
+// none (a guess is no record).
+func (p *proc) exitRecord() *news {
 	n := p.done
 	if n == nil {
 		n = p.news
 	}
-	return n != nil && n.source != FromGuess && n.code == code && (at.IsZero() || n.at.IsZero() || n.at.Equal(at))
+	if n == nil || n.source == FromGuess {
+		return nil
+	}
+	return n
+}
+
+// sameRecord reports whether two exit records (code, and the time the shim
+// stamped, where both have one) are the same process's.
+func sameRecord(code uint32, at time.Time, code2 uint32, at2 time.Time) bool {
+	return code == code2 && (at.IsZero() || at2.IsZero() || at.Equal(at2))
+}
+
+// sameExit reports whether an exit with code at time at is p's own exit,
+// the one delivered or waiting: the same process's record, stamped by its
+// shim (not a comparison of two processes' clocks).
+func (p *proc) sameExit(code uint32, at time.Time) bool {
+	n := p.exitRecord()
+	return n != nil && sameRecord(n.code, n.at, code, at)
 }
 
 // otherExit reports whether p's exit is known (delivered, or real news
 // waiting) with a record other than code at time at: an exit record of
 // another process.
 func (p *proc) otherExit(code uint32, at time.Time) bool {
-	n := p.done
-	if n == nil {
-		n = p.news
-	}
-	return n != nil && n.source != FromGuess && !p.sameExit(code, at)
+	n := p.exitRecord()
+	return n != nil && !sameRecord(n.code, n.at, code, at)
 }
 
 // confirm is a piece of news the ledger could not place, waiting for
@@ -480,14 +493,15 @@ type pastExec struct {
 // Such a re-send is p's record, stamped by its shim, not the new exec's
 // exit. Only a real exit is kept: a guess has no record to match.
 func (l *Ledger) bury(p *proc) {
-	if p.done == nil || p.done.source == FromGuess {
+	n := p.exitRecord()
+	if n == nil || !p.delivered {
 		return
 	}
 	past := l.past[p.key.Container]
 	if len(past) == pastExecs {
 		past = append(past[:0], past[1:]...)
 	}
-	l.past[p.key.Container] = append(past, pastExec{p.key.Process, p.pid, p.done.code, p.done.at})
+	l.past[p.key.Container] = append(past, pastExec{p.key.Process, p.pid, n.code, n.at})
 }
 
 // buried reports whether an exit of key with pid, code and time at is the
@@ -495,7 +509,7 @@ func (l *Ledger) bury(p *proc) {
 // that got the same pid exits at another time.)
 func (l *Ledger) buried(key Key, pid, code uint32, at time.Time) bool {
 	for _, x := range l.past[key.Container] {
-		if x.process == key.Process && x.pid == pid && x.code == code && (x.at.IsZero() || at.IsZero() || x.at.Equal(at)) {
+		if x.process == key.Process && x.pid == pid && sameRecord(x.code, x.at, code, at) {
 			return true
 		}
 	}
