@@ -531,7 +531,9 @@ func (l *Ledger) unplaced(key Key, pid, code uint32, at time.Time) {
 		}
 		return
 	}
-
+	if l.claimPast(key, pid, code, at) {
+		return
+	}
 	for _, c := range l.confirms {
 		if c.key == key && c.pid == pid && c.code == code && c.at.Equal(at) {
 			return // a copy of news already being checked

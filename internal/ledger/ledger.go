@@ -21,10 +21,11 @@
 // of a process it does not hold) is checked with containerd (Get: is this
 // container's process with this pid the one that stopped, with this code?)
 // before it counts; otherwise it is dropped. No rule compares wall-clock
-// times, and nothing of a process is remembered past its delete but the
-// exit records of the last few execs of this client's per container, while
-// the container's task lives (a re-send of one is a copy, not the exit of a
-// new exec under a reused ID: bury).
+// times, and nothing of a process is remembered past its delete but what
+// the ledger knew of the last few execs of this client's per container,
+// while the container's task lives: an exit record (a re-send of it is a
+// copy, not the exit of a new exec under a reused ID), or that the exec's
+// fate was unknown (a re-sent exit is its own, delivered late): bury.
 //
 // # Rules
 //
@@ -459,7 +460,7 @@ func (l *Ledger) remove(p *proc) {
 	if len(m) == 0 {
 		delete(l.ctrs, p.key.Container)
 		delete(l.past, p.key.Container)
-	} else if !p.key.IsInit() && p.ours && p.pid != 0 {
+	} else if !p.key.IsInit() && p.ours {
 		l.bury(p)
 	}
 	delete(l.byID, p.id)
@@ -472,44 +473,79 @@ func (l *Ledger) remove(p *proc) {
 }
 
 // pastExecs is how many forgotten execs of a container the ledger keeps
-// the exit records of (past).
+// (past).
 const pastExecs = 8
 
-// pastExec is the exit record of an exec of this client's the ledger has
-// forgotten: its ID, pid, and the exit delivered for it.
+// pastExec is what the ledger keeps of an exec of this client's it has
+// forgotten: its ID and pid, and the exit delivered for it (guess: a 255
+// guessed, no record to match) or, with unknown, that none was: its start's
+// answer was lost and it went before anything said whether it ran.
 type pastExec struct {
 	process string
-	pid     uint32
+	pid     uint32 // 0: never named (unknown)
 	code    uint32
 	at      time.Time
+	guess   bool
+	unknown bool
 }
 
-// bury keeps the exit record of p, an exec of this client's being forgotten
-// while its container's task may still have a shim: a caller may reuse its
-// exec ID (a daemon retrying a failed exec), and the shim may still re-send
-// p's exit (published while containerd was down) after the new exec's add.
-// Such a re-send is p's record, stamped by its shim, not the new exec's
-// exit. Only a real exit is kept: a guess has no record to match.
+// bury keeps what the ledger knows of p, an exec of this client's being
+// forgotten while its container's task may still have a shim. A caller may
+// reuse its exec ID (a daemon retrying a failed exec), and the shim may
+// still re-send p's exit (published while containerd was down) after the
+// new exec's add. A re-send with p's exit record (or, for a guess, its pid)
+// is a copy of p's, not the new exec's exit; and one of an exec whose fate
+// was unknown is its exit, delivered late (claimPast).
 func (l *Ledger) bury(p *proc) {
-	n := p.exitRecord()
-	if n == nil || !p.delivered {
+	x := pastExec{process: p.key.Process, pid: p.pid}
+	switch n := p.exitRecord(); {
+	case p.delivered && n != nil && p.pid != 0:
+		x.code, x.at = n.code, n.at
+	case p.delivered && p.pid != 0:
+		x.guess = true
+	case !p.delivered && p.ran == ranMaybe:
+		x.unknown = true
+	default:
 		return
 	}
 	past := l.past[p.key.Container]
 	if len(past) == pastExecs {
 		past = append(past[:0], past[1:]...)
 	}
-	l.past[p.key.Container] = append(past, pastExec{p.key.Process, p.pid, n.code, n.at})
+	l.past[p.key.Container] = append(past, x)
 }
 
 // buried reports whether an exit of key with pid, code and time at is the
-// record of an exec of this client's the ledger has forgotten. (A new exec
-// that got the same pid exits at another time.)
+// record of an exec of this client's the ledger has forgotten, whose exit
+// was delivered. (A new exec that got the same pid exits at another time.)
 func (l *Ledger) buried(key Key, pid, code uint32, at time.Time) bool {
 	for _, x := range l.past[key.Container] {
-		if x.process == key.Process && x.pid == pid && sameRecord(x.code, x.at, code, at) {
+		if x.process == key.Process && x.pid == pid && !x.unknown && (x.guess || sameRecord(x.code, x.at, code, at)) {
 			return true
 		}
+	}
+	return false
+}
+
+// claimPast takes an exit of key with pid the ledger cannot place as the
+// exit of the oldest exec of this client's under key it forgot with its fate
+// unknown (its start's answer lost, gone before anything said it ran): the
+// shim re-sent it after the ledger let go. Only this client's exec held
+// that ID then, and an exec exits only once started. It reports whether
+// there was one; the exit is delivered after a barrier, as any.
+func (l *Ledger) claimPast(key Key, pid, code uint32, at time.Time) bool {
+	if key.IsInit() || l.buried(key, pid, code, at) {
+		return false
+	}
+	past := l.past[key.Container]
+	for i, x := range past {
+		if x.process != key.Process || !x.unknown || x.pid != 0 && x.pid != pid {
+			continue
+		}
+		l.past[key.Container] = append(past[:i:i], past[i+1:]...)
+		p := l.add(&proc{key: key, pid: pid, ours: true, ran: ranYes, deleted: true, streamDone: true})
+		l.learn(p, news{code: code, at: at, source: FromStream})
+		return true
 	}
 	return false
 }
@@ -616,7 +652,16 @@ func (l *Ledger) place(key Key, pid uint32, start bool) *proc {
 // shim's re-sent event can overtake newer ones), and news of the exit of
 // the pid it gave way from is not this process's.
 func (l *Ledger) setPid(p *proc, pid uint32, sure bool) {
-	if pid == 0 || p.pid == pid || p.pid != 0 && p.pidSure {
+	if pid == 0 || p.pid != 0 && p.pidSure {
+		return
+	}
+	if p.pid == pid {
+		// The stream named it first: now it is sure, and the exits kept
+		// for it can be placed.
+		if sure {
+			p.pidSure = true
+			l.unstash(p)
+		}
 		return
 	}
 	old := p.pid

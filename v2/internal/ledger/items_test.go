@@ -370,3 +370,49 @@ func TestLateRunningAnswerAfterPidReuse(t *testing.T) {
 		t.Fatalf("this client's task's exit delivered %d times, want 1: %+v", n, f.exits(k))
 	}
 }
+
+// An exec's start answer was lost in an outage, it exited while containerd
+// was down, and its delete's answer was lost too; the retry said NotFound,
+// so nothing named its fate and the ledger let it go. The daemon then added
+// a new exec under the same ID, and only after that add did the shim's
+// re-send of the first exec's exit come through. Once the new exec's start
+// names another pid, that exit is the first exec's, delivered late, not a
+// copy to drop. (Found by the simulation, seed 1796455363791199464; failed
+// before the ledger kept forgotten execs of unknown fate: the first exec
+// got no exit.)
+func TestExecExitResentAfterItsIDWasReused(t *testing.T) {
+	f := newFixture(t)
+	task := InitKey("b")
+	tid := f.l.Created(task, 30)
+	f.step(func(l *Ledger) { l.StartBegin(tid); l.Started(tid, 30) })
+	taskRef := Ref{ID: tid, Key: task, Pid: 30}
+	k := Key{Container: "b", Process: "e1"}
+	has := func(q Key) Report { // the task runs; no e1 now
+		if q == task {
+			return Report{Status: Running, Pid: 30}
+		}
+		return Report{Status: Gone}
+	}
+	first := f.l.ExecBegin(k, taskRef)
+	f.step(func(l *Ledger) { l.ExecAdded(first) })
+	f.down()
+	f.step(func(l *Ledger) { l.StartUnknown(first) })
+	d := f.l.DeleteBegin(Ref{ID: first, Key: k})
+	f.step(func(l *Ledger) { l.DeleteUnknown(d) })
+	f.live()
+	d = f.l.DeleteBegin(Ref{ID: first, Key: k})
+	f.step(func(l *Ledger) { l.DeleteNotFound(d, Ref{ID: first, Key: k}) })
+	f.answer(has)
+	f.wantExits(k)
+	second := f.l.ExecBegin(k, taskRef)
+	f.step(func(l *Ledger) { l.ExecAdded(second); l.StreamExecAdded(k) })
+	f.step(func(l *Ledger) { l.StreamExit(k, 2, 4, t0) }) // the first's, re-sent
+	f.step(func(l *Ledger) { l.StreamStart(k, 1); l.Started(second, 1) })
+	f.answer(has)
+	f.wantExits(k, 4)
+	f.step(func(l *Ledger) { l.StreamExit(k, 1, 137, t0.Add(time.Second)) })
+	f.wantExits(k, 4, 137)
+	if got := f.exits(k); got[0].Pid != 2 || got[1].Pid != 1 {
+		t.Fatalf("exits %+v: want pid 2's then pid 1's", got)
+	}
+}
