@@ -31,7 +31,8 @@
 #                               runc 1.1: --feature time-namespaces=false)
 # SUITE_DRIVER                  storage driver (moby CI's: vfs; v29: native)
 # SUITE_ENV                     "K=V ..." for dockerd and the tests (v29:
-#                               DOCKER_MIN_API_VERSION=1.24, as its CI)
+#                               DOCKER_MIN_API_VERSION=1.24, v25: 1.12,
+#                               as their CI)
 set -euo pipefail
 
 state=$SUITE_STATE res=$SUITE_RESULTS side=$SUITE_SIDE

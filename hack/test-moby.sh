@@ -125,9 +125,13 @@ images=$(find "$src_moby" -path '*testutil/environment/protect.go' -exec awk '/^
 
 # What differs between lines, as moby's CI sets it
 # (hack/make/.integration-daemon-start): v29 runs on the containerd image
-# store's native snapshotter and lets clients down to API 1.24 in.
+# store's native snapshotter and lets clients down to API 1.24 in; v25's
+# lets them down to 1.12 in (its tests of API 1.19 and 1.23 need it).
 driver=vfs suite_env=""
 case $version in
+v25.*)
+	suite_env="DOCKER_MIN_API_VERSION=1.12"
+	;;
 v2.*)
 	driver=native
 	suite_env="DOCKER_MIN_API_VERSION=1.24"
