@@ -967,3 +967,34 @@ func countPid(exits []types.EventInfo, pid uint32) int {
 	}
 	return n
 }
+
+// A task delete cut off by a containerd kill on 1.6 can stop after the shim
+// deleted its container and before containerd shut the shim down: the
+// restarted containerd loads the shim, but Get and List skip a task whose
+// shim holds no container, so the task looks gone while its shim and bundle
+// stay. Only a task Delete clears it (answered NotFound). So once a delete
+// of this client's was cut off, Container.Delete sends one even though Get
+// says NotFound. (Seen in TestChaosWithDeletingBackend on 1.6.20 under
+// load: a shim left running. Fails before the fix: no Delete sent.)
+func TestContainerDeleteClearsShimOfCutOffTaskDelete(t *testing.T) {
+	ctx := context.Background()
+	srv := fakecd.Start(t, fakecd.WithRuncShimEvents())
+	c, rec := newClient(t, srv)
+	ctr := newContainer(t, c, "c")
+	tk := startTask(t, ctr)
+	srv.Exit(testNS, "c", "", 0, true)
+	rec.waitExits(t, "c", "c", 1)
+	fctx, op := faults.Begin(ctx, 1, faults.After)
+	_, err := tk.Delete(fctx)
+	op.Done()
+	if err == nil || !strings.HasSuffix(op.Fired(), "/Delete") {
+		t.Fatalf("cut-off delete: %v (fault at %q)", err, op.Fired())
+	}
+	deletes := srv.Calls("Delete")
+	if err := ctr.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Calls("Delete") - deletes; n != 1 {
+		t.Fatalf("Container.Delete sent %d task Deletes, want 1 (the one that clears a 1.6 orphan shim)", n)
+	}
+}

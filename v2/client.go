@@ -48,8 +48,9 @@ type Client struct {
 	shims shimSockets // asked for exits while containerd is down
 	// shimSocketDir is where containerd's shims serve (shimwatch.go).
 	shimSocketDir string
-	// orphans holds the containers whose task create was cut off with its
-	// outcome unknown: on 1.6 it can leave a shim containerd does not show.
+	// orphans holds the containers whose task create or delete was cut off
+	// with its outcome unknown: on 1.6 either can leave a shim containerd
+	// does not show.
 	orphans       sync.Map
 	stream        *eventStream
 	reconcileDone chan struct{}

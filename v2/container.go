@@ -305,7 +305,7 @@ func (c *container) Delete(ctx context.Context) error {
 			return err
 		}
 		if _, suspect := c.client.orphans.Load(c.id); suspect && !c.deleteOrphan(ctx) {
-			return errclass.Unavailable(fmt.Errorf("cannot delete container %s: a task create cut off earlier may have left its shim, and containerd did not answer", c.id))
+			return errclass.Unavailable(fmt.Errorf("cannot delete container %s: a task create or delete cut off earlier may have left its shim, and containerd did not answer", c.id))
 		}
 	}
 	deleteErr := wrapError(c.client.client.ContainerService().Delete(ctx, c.id))

@@ -18,7 +18,9 @@ import (
 //
 // A task create cut off by a containerd kill can leave a shim running that
 // containerd does not know: on 1.6 a shim with no container that the
-// restarted containerd loads (a task Delete clears it, see deleteOrphan); on
+// restarted containerd loads (a task Delete clears it, see deleteOrphan; a
+// task delete cut off after the shim deleted its container leaves the
+// same, and is handled the same way); on
 // 2.x a shim whose `start` child outlived containerd and came up after it
 // restarted, whose bundle the new containerd deleted ("failed to load shim
 // ... address: no such file"). Nothing in containerd can reach the second
@@ -55,7 +57,7 @@ func (c *Client) shutdownOrphanShim(id string) bool {
 	}
 	err := shutdownShim(socket, id)
 	c.logger.WithError(err).WithField("container", id).
-		Info("asked the shim of a task create cut off earlier to shut down (it refuses if it holds a task)")
+		Info("asked the shim of a task create or delete cut off earlier to shut down (it refuses if it holds a task)")
 	return true
 }
 

@@ -131,6 +131,13 @@ func (p *process) deleteOnce(ctx context.Context) (*containerd.ExitStatus, ledge
 		// once and only logs the failure never retries): the client
 		// finishes it once containerd answers again.
 		x.do(func(l *ledger.Ledger) { l.DeleteUnknown(id) })
+		if p.execID == "" {
+			// On 1.6 a task delete cut off after the shim deleted its
+			// container leaves a shim the restarted containerd loads
+			// but neither Get nor List shows: only a task Delete clears
+			// it, and Container.Delete sends one for a suspect.
+			p.ctr.client.orphans.Store(p.ctr.id, struct{}{})
+		}
 		return nil, id, err
 	default:
 		x.do(func(l *ledger.Ledger) { l.DeleteFailed(id) })
