@@ -252,15 +252,10 @@ func TestDeferredDeleteSparesNextTask(t *testing.T) {
 			srv.Exit(testNS, id, "", 0, true)
 			rec.waitExits(t, id, id, 1)
 
-			fctx, op := faults.Begin(ctx, 1, kind)
-			_, err := tk.Delete(fctx)
-			op.Done()
-			if err == nil || !strings.HasSuffix(op.Fired(), "/Delete") {
-				t.Fatalf("%s: cut-off delete: %v (fault at %q)", id, err, op.Fired())
-			}
+			cutOffDelete(t, tk, kind)
 			// The documented recovery: retry. NotFound means the first
 			// took effect.
-			_, err = tk.Delete(ctx)
+			_, err := tk.Delete(ctx)
 			if kind == faults.Before && err != nil || kind != faults.Before && !errclass.IsNotFound(err) {
 				t.Fatalf("%s: retried delete: %v", id, err)
 			}
@@ -984,17 +979,25 @@ func TestContainerDeleteClearsShimOfCutOffTaskDelete(t *testing.T) {
 	tk := startTask(t, ctr)
 	srv.Exit(testNS, "c", "", 0, true)
 	rec.waitExits(t, "c", "c", 1)
-	fctx, op := faults.Begin(ctx, 1, faults.After)
-	_, err := tk.Delete(fctx)
-	op.Done()
-	if err == nil || !strings.HasSuffix(op.Fired(), "/Delete") {
-		t.Fatalf("cut-off delete: %v (fault at %q)", err, op.Fired())
-	}
+	cutOffDelete(t, tk, faults.After)
 	deletes := srv.Calls("Delete")
 	if err := ctr.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := srv.Calls("Delete") - deletes; n != 1 {
 		t.Fatalf("Container.Delete sent %d task Deletes, want 1 (the one that clears a 1.6 orphan shim)", n)
+	}
+}
+
+// cutOffDelete sends tk's Delete with a fault of kind on that call (before
+// containerd takes it, after, or the caller's context ended), and fails the
+// test unless the fault cut the Delete off.
+func cutOffDelete(t *testing.T, tk types.Task, kind faults.Kind) {
+	t.Helper()
+	fctx, op := faults.Begin(context.Background(), 1, kind)
+	_, err := tk.Delete(fctx)
+	op.Done()
+	if err == nil || !strings.HasSuffix(op.Fired(), "/Delete") {
+		t.Fatalf("cut-off delete (%s): %v (fault at %q)", kind, err, op.Fired())
 	}
 }
